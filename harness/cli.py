@@ -1,0 +1,157 @@
+"""The `bench` command: a thin shell that parses, calls the harness, and sets the exit code.
+
+Exit codes: 0 every cell ok (or skipped), 1 some cell failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+RESULTS_ENV = "BENCH_RESULTS_DIR"
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit; we want one line
+        raise UsageError(message)
+
+
+# -- value parsers: each returns the value or raises UsageError naming the option ----------
+
+def _positive_int(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{option} must be a positive whole number, not {text!r}") from None
+        if value < 1:
+            raise UsageError(f"{option} must be a positive whole number, not {text!r}")
+        return value
+    return parse
+
+
+def _number(option: str, minimum: float, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        if not ok:
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise UsageError(f"{option} must be a number {bound}, not {text!r}")
+        return value
+    return parse
+
+
+def _listed(parse: Callable[[str], Any], option: str) -> Callable[[str], list]:
+    def parse_list(text: str) -> list:
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise UsageError(f"{option} takes a comma-separated list without empty items, not {text!r}")
+        return [parse(item) for item in items]
+    return parse_list
+
+
+def _names(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise UsageError(f"empty name in {text!r}")
+    return items
+
+
+def choose(kind: str, given: list[str] | None, valid: Sequence[str]) -> None:
+    """Raise UsageError naming the valid choices if any given name is not one of them."""
+    for name in given or []:
+        if name not in valid:
+            raise UsageError(f"unknown {kind} {name!r} (choose from: {', '.join(sorted(valid)) or 'none registered'})")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Train the same workloads in several frameworks; compare time and accuracy.")
+    parser.add_argument("--block", action="append", default=[], metavar="PLUGIN",
+                        help="do not load this plugin (repeatable); see also BENCH_BLOCK_PLUGINS")
+    parser.add_argument("--no-autoload", action="store_true",
+                        help="load only the built-in plugins (also: BENCH_DISABLE_PLUGIN_AUTOLOAD=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run benchmark cells and print the table")
+    run.add_argument("--backend", type=_names, help="backends, comma-separated (default: every available one)")
+    run.add_argument("--task", type=_names, help="tasks, comma-separated (default: all)")
+    run.add_argument("--mode", type=_names, help="modes, comma-separated (default: each backend's modes)")
+    run.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, the best device here)")
+    run.add_argument("--precision", default="fp32", help="fp32 (default), tf32 or bf16")
+    run.add_argument("--repeat", type=_positive_int("--repeat"), default=1, help="repeats, each its own process")
+    run.add_argument("--epochs", type=_positive_int("--epochs"), help="epochs (default: the task's)")
+    run.add_argument("--batch-size", type=_listed(_positive_int("--batch-size"), "--batch-size"),
+                     help="batch sizes, comma-separated (default: the task's)")
+    run.add_argument("--optimizer", type=_names, help="sgd, momentum, adam, rmsprop, adagrad (comma-separated)")
+    run.add_argument("--lr", type=_listed(_number("--lr", 0, False), "--lr"), help="learning rates, comma-separated")
+    run.add_argument("--weight-decay", type=_number("--weight-decay", 0, True), help="coupled L2 coefficient")
+    run.add_argument("--threads", type=_listed(_positive_int("--threads"), "--threads"),
+                     help="CPU threads per framework, comma-separated (default: all usable cores)")
+    run.add_argument("--seed", type=_number("--seed", 0, True), default=0, help="seed of weights and batch order")
+    run.add_argument("--train-size", type=_positive_int("--train-size"), help="training samples (MNIST: the first N)")
+    run.add_argument("--test-size", type=_positive_int("--test-size"), help="test samples (MNIST: the first N)")
+    run.add_argument("--timeout", type=_number("--timeout", 0, False), default=1800.0,
+                     help="seconds per cell before it is killed (default 1800)")
+    run.add_argument("--quick", action="store_true",
+                     help="a first table fast: 1 epoch on 8192 training and 2000 test samples")
+    run.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
+    run.add_argument("--resume", metavar="RUN_ID", help="finish the unfinished cells of an earlier run")
+
+    sub.add_parser("list", help="tasks and backends, with availability")
+    sub.add_parser("plugins", help="plugins, versions, and broken ones with the reason")
+    sub.add_parser("env", help="the machine and software a run would record")
+
+    report = sub.add_parser("report", help="show results of earlier runs")
+    report.add_argument("runs", nargs="*", help="run ids or folders (default: the latest run)")
+    report.add_argument("--format", default="table", help="table (default), md, csv, json or html")
+    report.add_argument("--output", help="write to this file instead of the terminal")
+    report.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
+    return parser
+
+
+def results_root(option: str | None) -> Path:
+    return Path(option or os.environ.get(RESULTS_ENV) or "results")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = dispatch(argv)
+    except UsageError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    return code
+
+
+def dispatch(argv: list[str]) -> int:
+    from harness import commands, results
+    from harness.api import DataError
+
+    args = _build_parser().parse_args(argv)
+    if args.command is None:
+        _build_parser().print_help()
+        return EXIT_OK
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args, argv)
+    except (DataError, results.ResultsError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

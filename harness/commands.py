@@ -1,0 +1,210 @@
+"""What each `bench` subcommand does, as functions of parsed arguments (the CLI stays thin)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from harness import envinfo, results, runs
+from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
+from harness.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
+from harness.plan import Selection, plan
+from harness.plugins import Plugins, call_each, make_plugin_manager
+from harness.registry import Registry, build_registry
+
+QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5}
+RUN_OPTIONS = ("backend", "task", "mode", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "threads",
+               "train_size", "test_size")
+
+
+def _registry(args: argparse.Namespace) -> tuple[Registry, Plugins]:
+    plugins = make_plugin_manager(autoload=False if args.no_autoload else None, blocked=args.block)
+    return build_registry(plugins)
+
+
+def _writable_root(root: Path) -> None:
+    """Fail before anything is written if results can't be saved there."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".bench-write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write results to {root}: {exc.strerror or exc}") from None
+
+
+def environment(plugins: Plugins) -> dict[str, Any]:
+    env = envinfo.collect(tuple(i.distribution for i in plugins.infos.values() if i.distribution))
+    for plugin, extra, exc in call_each(plugins, "bench_environment"):
+        if exc is None and isinstance(extra, dict):
+            env.update(extra)
+        elif exc is not None:
+            print(f"bench: warning: plugin {plugin}: bench_environment failed: {exc}", file=sys.stderr)
+    return env
+
+
+def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
+    available = [n for n, b in sorted(registry.backends.items()) if b.availability().ok]
+    choose("backend", args.backend, list(registry.backends))
+    choose("task", args.task, list(registry.tasks))
+    backends = args.backend or available
+    if not backends:
+        raise UsageError("no backend is available: install a framework, e.g. pip install torch==2.13.0")
+    all_modes = sorted({m for name in backends for m in registry.backends[name].modes})
+    choose("mode", args.mode, all_modes)
+    choose("device", [args.device], [*DEVICES, "auto"])
+    choose("precision", [args.precision], PRECISIONS)
+    choose("optimizer", args.optimizer, OPTIMIZERS)
+    quick = QUICK if args.quick else {}
+    return Selection(
+        backends=backends,
+        tasks=args.task or sorted(registry.tasks),
+        modes=args.mode,
+        devices=None if args.device == "auto" else [args.device],
+        precision=args.precision,
+        repeat=args.repeat,
+        epochs=args.epochs or quick.get("epochs"),
+        batch_sizes=args.batch_size or [None],
+        optimizers=args.optimizer or [None],
+        lrs=args.lr or [None],
+        threads=args.threads or [None],
+        weight_decay=args.weight_decay,
+        seed=int(args.seed),
+        train_size=args.train_size or quick.get("train_size"),
+        test_size=args.test_size or quick.get("test_size"),
+        timeout_s=args.timeout,
+        latency_steps=quick.get("latency_steps", 20),
+    )
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.progress import ConsoleProgress
+    from harness.runner import Interrupted, Runner
+
+    root = results_root(args.out)
+    registry, plugins = _registry(args)
+    if args.resume:
+        given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
+        if given or args.quick:
+            raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
+        state = runs.reopen(results.resolve(args.resume, root))
+        _writable_root(state.run_dir)
+    else:
+        sel = _selection(args, registry)
+        for name in sel.tasks:
+            registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
+        _writable_root(root)
+        gpu = envinfo.gpu_present()
+        planned = plan(registry, sel, gpu_present=gpu)
+        if not gpu:
+            for p in planned:
+                if p.cell.device == "cuda" and not p.skip_reason:
+                    p.skip_reason = "no CUDA GPU visible on this machine (nvidia-smi finds none)"
+        state = runs.create(root, planned, environment(plugins), ["bench", *argv])
+
+    progress = ConsoleProgress()
+    versions = {name: cls.version() for name, cls in registry.backends.items()}
+    runner = Runner(plugins, progress, versions.get)
+    print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to run; "
+          f"results in {state.run_dir}", file=sys.stderr)
+    try:
+        runner.run(state)
+    except Interrupted as exc:
+        print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved in "
+              f"{state.run_dir}; continue with: bench run --resume {state.run_id}"
+              + (f" --out {root}" if args.out else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    df = results.load([state.run_dir])
+    from harness import report
+
+    print(report.render(df, "table"))
+    print(f"bench: saved {len(df)} records in {state.run_dir} (see: bench report {state.run_id})", file=sys.stderr)
+    return EXIT_FAILED if df["status"].isin(results.FAILED).any() else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    registry, _ = _registry(args)
+    tasks = Table(title="Tasks")
+    for column in ("task", "description", "target", "defaults"):
+        tasks.add_column(column)
+    for name, cls in sorted(registry.tasks.items()):
+        hp = cls.defaults
+        tasks.add_row(name, cls.description, cls.target_text(),
+                      f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size} epochs={hp.epochs}")
+    backends = Table(title="Backends")
+    for column in ("backend", "available", "version", "modes", "devices", "precisions"):
+        backends.add_column(column)
+    for name, cls in sorted(registry.backends.items()):
+        a = cls.availability()
+        backends.add_row(name, "yes" if a.ok else f"no: {a.reason}", a.version or "-", ", ".join(cls.modes),
+                         ", ".join(cls.devices), ", ".join(cls.precisions))
+    console = Console(width=max(100, _terminal_width()))
+    console.print(tasks)
+    console.print(backends)
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace, argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    registry, plugins = _registry(args)
+    table = Table(title="Plugins")
+    for column in ("plugin", "source", "distribution", "provides", "status"):
+        table.add_column(column)
+    for name, info in plugins.infos.items():
+        dist = f"{info.distribution} {info.version}" if info.distribution else "bench (built in)"
+        provided = []
+        for item in info.provides:
+            kind, _, item_name = item.partition(" ")
+            if kind == "backend":
+                a = registry.backends[item_name].availability()
+                item += f" ({a.version})" if a.ok else f" (unavailable: {a.reason})"
+            provided.append(item)
+        status = f"broken: {info.broken}" if info.broken else "ok"
+        table.add_row(*(escape(x) for x in (name, info.source, dist, "\n".join(provided) or "-", status)))
+    Console(width=max(100, _terminal_width())).print(table)
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace, argv: list[str]) -> int:
+    _, plugins = _registry(args)
+    print(json.dumps(environment(plugins), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness import report
+
+    root = results_root(args.out)
+    choose("format", [args.format], report.FORMATS)
+    paths = [results.resolve(r, root) for r in (args.runs or ["latest"])]
+    df = results.load(paths, root=root)
+    text = report.render(df, args.format)
+    if args.output:
+        out = Path(args.output)
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 160

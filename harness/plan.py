@@ -1,0 +1,70 @@
+"""Planning: turn the user's selection into the list of cells to run."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from harness.api import Cell, Task
+from harness.registry import Registry, class_ref
+
+
+@dataclass
+class Selection:
+    """What the user asked for; None means the default for each backend or task."""
+
+    backends: list[str]
+    tasks: list[str]
+    modes: list[str] | None = None
+    devices: list[str] | None = None  # None: each backend's best device here (cuda when a GPU is visible)
+    precision: str = "fp32"
+    repeat: int = 1
+    epochs: int | None = None
+    batch_sizes: list[int | None] = field(default_factory=lambda: [None])
+    optimizers: list[str | None] = field(default_factory=lambda: [None])
+    lrs: list[float | None] = field(default_factory=lambda: [None])
+    threads: list[int | None] = field(default_factory=lambda: [None])
+    weight_decay: float | None = None
+    seed: int = 0
+    train_size: int | None = None
+    test_size: int | None = None
+    timeout_s: float = 1800.0
+    latency_steps: int = 20
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    skip_reason: str | None = None  # known before any process starts (framework missing, unsupported)
+
+
+def best_device(backend: type, gpu_present: bool) -> str:
+    return "cuda" if gpu_present and "cuda" in backend.devices else "cpu"
+
+
+def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[PlannedCell]:
+    """Every combination, repeats outermost so slow drift spreads over all cells alike."""
+    planned: list[PlannedCell] = []
+    tasks: dict[str, Task] = {name: registry.tasks[name]() for name in sel.tasks}
+    for repeat in range(sel.repeat):
+        for backend_name in sel.backends:
+            backend = registry.backends[backend_name]
+            availability = backend.availability()
+            devices = sel.devices or [best_device(backend, gpu_present)]
+            for task_name, device, optimizer, batch_size, lr, threads in itertools.product(
+                sel.tasks, devices, sel.optimizers, sel.batch_sizes, sel.lrs, sel.threads
+            ):
+                task = tasks[task_name]
+                hp = task.hyperparams(optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=sel.epochs,
+                                      weight_decay=sel.weight_decay)
+                for mode in sel.modes or list(backend.modes):
+                    cell = Cell(
+                        backend=backend_name, task=task_name, mode=mode, device=device, hp=hp,
+                        precision=sel.precision, seed=sel.seed, repeat=repeat, train_size=sel.train_size,
+                        test_size=sel.test_size, threads=threads, timeout_s=sel.timeout_s,
+                        latency_steps=sel.latency_steps, backend_ref=class_ref(backend),
+                        task_ref=class_ref(type(task)),
+                    )
+                    reason = availability.reason if not availability.ok else backend.unsupported_reason(task, cell)
+                    planned.append(PlannedCell(cell, reason))
+    return planned

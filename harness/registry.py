@@ -1,0 +1,87 @@
+"""The registry: every backend and task the plugins provide, by unique name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from harness.api import Backend, Task
+from harness.plugins import Plugins, _describe, call_each, make_plugin_manager
+
+
+class DuplicateNameError(ValueError):
+    """Two plugins registered a backend (or task) under the same name."""
+
+
+@dataclass
+class Registry:
+    backends: dict[str, type[Backend]] = field(default_factory=dict)
+    tasks: dict[str, type[Task]] = field(default_factory=dict)
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin name
+
+    def add(self, kind: str, cls: type, plugin: str) -> None:
+        """Register one class; a name already taken raises DuplicateNameError naming both plugins."""
+        base = Backend if kind == "backend" else Task
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"{cls!r} is not a {base.__name__} subclass")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__name__} has no name")
+        table = self.backends if kind == "backend" else self.tasks
+        if name in table:
+            raise DuplicateNameError(
+                f"{kind} name {name!r} from plugin {plugin!r} is already registered by plugin {self.owner[(kind, name)]!r}"
+            )
+        table[name] = cls
+        self.owner[(kind, name)] = plugin
+
+
+def build_registry(plugins: Plugins | None = None) -> tuple[Registry, Plugins]:
+    """Ask every plugin for its backends and tasks. A plugin whose hook raises or returns a
+    bad or duplicate class is marked broken and contributes nothing; built-ins are asked
+    first, so they keep their names."""
+    plugins = plugins or make_plugin_manager()
+    staged: dict[str, list[tuple[str, type]]] = {}
+    failed: dict[str, str] = {}
+    for kind, hook in (("backend", "bench_backends"), ("task", "bench_tasks")):
+        for plugin_name, classes, exc in call_each(plugins, hook):
+            if exc is not None:
+                failed.setdefault(plugin_name, _describe(exc))
+            else:
+                staged.setdefault(plugin_name, []).extend((kind, cls) for cls in classes or [])
+    registry = Registry()
+    for plugin_name, info in plugins.infos.items():
+        if info.broken:
+            continue
+        if plugin_name in failed:
+            plugins.mark_broken(plugin_name, failed[plugin_name])
+            continue
+        trial = Registry(dict(registry.backends), dict(registry.tasks), dict(registry.owner))
+        try:
+            for kind, cls in staged.get(plugin_name, []):
+                trial.add(kind, cls, plugin_name)
+        except (TypeError, ValueError) as exc:
+            plugins.mark_broken(plugin_name, str(exc))
+            continue
+        registry = trial
+        info.provides = [f"{kind} {cls.name}" for kind, cls in staged.get(plugin_name, [])]
+    return registry, plugins
+
+
+def class_ref(cls: type) -> str:
+    """"module:QualName", enough for a worker process to import the class again."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_ref(ref: str) -> type:
+    import importlib
+
+    module, _, qualname = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def names(items: Iterable[str]) -> str:
+    return ", ".join(sorted(items))

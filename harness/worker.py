@@ -1,0 +1,239 @@
+"""The subprocess side of a cell: import one backend, train one task, time every phase.
+
+Run as `python -m harness.worker` with the cell as JSON on stdin; progress and the
+result go as JSON lines to the file descriptor named by BENCH_EVENT_FD. Only the
+standard library is imported before the thread settings are in the environment,
+because numerical libraries read them once, when they load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+EVENT_FD_ENV = "BENCH_EVENT_FD"
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in THREAD_ENV}
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return isinstance(exc, MemoryError) or any(
+        s in text for s in ("outofmemoryerror", "out of memory", "resourceexhausted", "resource_exhausted",
+                            "failed to allocate", "cannot allocate memory")
+    )
+
+
+def last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1].strip()}" if lines else type(exc).__name__
+
+
+def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa: F821 (imported lazily)
+    """Train one cell in this process and return the measured values with a status.
+
+    Any exception becomes status error (or oom); nothing escapes, so a caller
+    always gets a record.
+    """
+    emit = emit or (lambda event: None)
+    try:
+        return _measure(cell, emit)
+    except Exception as exc:  # noqa: BLE001 - the cell's outcome, whatever it was
+        import traceback
+
+        traceback.print_exc()
+        return {"status": "oom" if _oom(exc) else "error", "message": last_line(exc)}
+
+
+def _measure(cell, emit: Emit) -> dict[str, Any]:
+    import resource
+
+    import numpy as np
+
+    from harness import metrics as m
+    from harness import reference
+    from harness.registry import load_ref
+    from harness.timing import clock, median, percentile
+
+    started = clock()
+    threads = cell.threads or _default_threads()
+    backend = load_ref(cell.backend_ref)()
+    task = load_ref(cell.task_ref)()
+    os.environ.update(backend.configure(cell))
+
+    emit({"event": "phase", "phase": "import"})
+    t0 = clock()
+    backend.import_framework(cell)
+    import_s = clock() - t0
+    problem = backend.device_problem(cell)
+    if problem:
+        return {"status": "skipped", "message": problem, "import_s": import_s}
+
+    emit({"event": "phase", "phase": "load"})
+    t0 = clock()
+    data = task.load(cell.train_size, cell.test_size)
+    load_s = clock() - t0
+    weights = task.init_weights(cell.seed)
+    hp = cell.hp
+    n_train = len(data.x_train)
+    steps = n_train // hp.batch_size
+    if steps < 1:
+        return {"status": "error", "message": f"batch size {hp.batch_size} exceeds the {n_train} training samples"}
+
+    def batch_order(epoch: int) -> np.ndarray:
+        """The same permutation for every backend: seeded by (seed, epoch); the remainder is dropped."""
+        perm = np.random.default_rng([cell.seed, epoch]).permutation(n_train)
+        return perm[: steps * hp.batch_size].reshape(steps, hp.batch_size).astype(np.int64)
+
+    emit({"event": "phase", "phase": "setup"})
+    t0 = clock()
+    state = backend.build(task, cell, data, weights)
+    backend.sync(state)
+    setup_s = clock() - t0
+
+    first_batch = batch_order(0)[0]
+    initial_loss = float(backend.loss(state, first_batch))
+    ref_out = reference.forward(task.model(), weights, data.x_train[first_batch])
+    initial_loss_ref = m.loss_value(task.loss, ref_out, data.y_train[first_batch])
+
+    def evaluate(state) -> tuple[dict[str, float], float]:
+        backend.sync(state)
+        t = clock()
+        outputs = backend.predict(state, "test")
+        elapsed = clock() - t
+        values = m.score(task.loss, task.metric, np.asarray(outputs), data.y_test)
+        values.update(task.extra_metrics(backend.get_weights(state)))
+        return values, elapsed
+
+    epoch_s: list[float] = []
+    curve: list[dict[str, Any]] = []
+    time_to_target = epochs_to_target = None
+    status, message = "ok", ""
+    scores: dict[str, float] = {}
+    eval_s = None
+    for epoch in range(hp.epochs):
+        order = batch_order(epoch)
+        emit({"event": "epoch_start", "epoch": epoch + 1, "epochs": hp.epochs})
+        backend.sync(state)
+        t0 = clock()
+        state = backend.train_epoch(state, order)
+        backend.sync(state)
+        epoch_s.append(clock() - t0)
+        scores, eval_s = evaluate(state)  # untimed for training; the last one is the reported eval_s
+        trained = float(sum(epoch_s))
+        curve.append({"epoch": epoch + 1, "train_s": trained, **scores})
+        emit({"event": "epoch", "epoch": epoch + 1, "epochs": hp.epochs, "train_s": trained,
+              "metric": task.metric, "value": scores.get(task.metric)})
+        if time_to_target is None and task.target_met(scores):
+            time_to_target, epochs_to_target = trained, epoch + 1
+        if not np.isfinite(scores["loss"]) or scores["loss"] > 1e3 * max(initial_loss_ref, 1.0):
+            status = "diverged"
+            message = f"test loss {scores['loss']:.3g} after epoch {epoch + 1} (initial {initial_loss_ref:.3g})"
+            break
+
+    step_ms: list[float] = []
+    if status == "ok" and cell.latency_steps > 0:
+        emit({"event": "phase", "phase": "latency"})
+        one = batch_order(hp.epochs)[:1]
+        for i in range(2 + cell.latency_steps):  # two warm-up steps, e.g. to compile a 1-step program
+            backend.sync(state)
+            t0 = clock()
+            state = backend.train_epoch(state, one)
+            backend.sync(state)
+            if i >= 2:
+                step_ms.append((clock() - t0) * 1e3)
+
+    steady = median(epoch_s[1:]) if len(epoch_s) > 1 else None
+    if steady is not None:
+        compile_s = max(0.0, epoch_s[0] - steady)
+    elif step_ms:
+        compile_s = max(0.0, epoch_s[0] - steps * median(step_ms) / 1e3)
+    else:
+        compile_s = None
+    steady_or_first = steady if steady is not None else (epoch_s[0] if epoch_s else None)
+    peak_host_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "status": status,
+        "message": message,
+        "threads": threads,
+        "train_size": n_train,
+        "test_size": len(data.x_test),
+        "import_s": import_s,
+        "load_s": load_s,
+        "setup_s": setup_s,
+        "compile_s": compile_s,
+        "first_epoch_s": epoch_s[0] if epoch_s else None,
+        "steady_epoch_s": steady,
+        "train_s": float(sum(epoch_s)),
+        "epoch_s": epoch_s,
+        "step_ms_p50": median(step_ms),
+        "step_ms_p90": percentile(step_ms, 90),
+        "samples_per_s": steps * hp.batch_size / steady_or_first if steady_or_first else None,
+        "eval_s": eval_s,
+        "total_s": clock() - started,
+        "metric": task.metric,
+        "metric_value": scores.get(task.metric),
+        "target": task.target_text(),
+        "target_met": status == "ok" and task.target_met(scores),
+        "metrics": scores,
+        "curve": curve,
+        "time_to_target_s": time_to_target,
+        "epochs_to_target": epochs_to_target,
+        "peak_host_mb": peak_host_mb,
+        "peak_device_mb": backend.peak_device_mb(state),
+        "initial_loss": initial_loss,
+        "initial_loss_ref": initial_loss_ref,
+        "details": backend.details(state),
+    }
+
+
+def pin_threads(threads: int) -> None:
+    """Pin this process to `threads` cores and tell the numerical libraries, before any is loaded.
+
+    Affinity is the one setting every framework honours, so each gets the same cores."""
+    os.environ.update(thread_env(threads))
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+        if threads < len(cores):
+            os.sched_setaffinity(0, cores[:threads])
+    except (AttributeError, OSError):
+        pass
+
+
+def main() -> None:
+    cell_data = json.loads(sys.stdin.read())
+    pin_threads(cell_data.get("threads") or _default_threads())
+    fd = int(os.environ.get(EVENT_FD_ENV, "1"))
+    out = os.fdopen(fd, "w", buffering=1, closefd=False)
+
+    def emit(event: dict[str, Any]) -> None:
+        out.write(json.dumps(event, default=str, allow_nan=True) + "\n")
+
+    from harness.api import Cell
+
+    result = run_cell(Cell.from_dict(cell_data), emit)
+    emit({"event": "result", "values": result})
+    out.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: some frameworks hang or crash in their atexit handlers,
+    # and the result is already delivered.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

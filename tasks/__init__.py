@@ -1,0 +1,1 @@
+"""The built-in workloads, defined once and framework-neutrally."""

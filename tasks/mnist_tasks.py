@@ -1,0 +1,64 @@
+"""The three MNIST classifiers: shared data handling, one class per network."""
+
+from __future__ import annotations
+
+from harness.api import Dataset, Hyperparams, Target, Task, Weights
+from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, ReLU
+from tasks import mnist
+from tasks.init import init_weights
+
+# Default lr per optimizer when a user swaps the task's own optimizer for another.
+_LR_BY_OPTIMIZER = {"sgd": 0.1, "momentum": 0.01, "adam": 1e-3, "rmsprop": 1e-3, "adagrad": 0.01}
+
+
+class MnistTask(Task):
+    loss = "cross_entropy"
+    metric = "accuracy"
+    lr_by_optimizer = _LR_BY_OPTIMIZER
+
+    def prepare(self) -> None:
+        mnist.prepare()
+
+    def load(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:
+        return Dataset(*mnist.load_mnist(train_size, test_size))
+
+    def init_weights(self, seed: int) -> Weights:
+        return init_weights(self.model(), seed)
+
+
+class MnistMLP(MnistTask):
+    name = "mnist_mlp"
+    description = "MNIST, Flatten → Dense(128, relu) → Dense(10)"
+    targets = (Target("accuracy", ">=", 0.975),)
+    defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=5)
+
+    def model(self) -> ModelSpec:
+        return ModelSpec((28, 28, 1), (Flatten(), Dense(128), ReLU(), Dense(10)))
+
+
+class MnistCNN(MnistTask):
+    name = "mnist_cnn"
+    description = "MNIST, Conv(32,3) → MaxPool 2 → Conv(64,3) → MaxPool 2 → Dense(64) → Dense(10)"
+    targets = (Target("accuracy", ">=", 0.985),)
+    defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=3)
+
+    def model(self) -> ModelSpec:
+        return ModelSpec((28, 28, 1), (
+            Conv2D(32, 3), ReLU(), MaxPool2D(2),
+            Conv2D(64, 3), ReLU(), MaxPool2D(2),
+            Flatten(), Dense(64), ReLU(), Dense(10),
+        ))
+
+
+class MnistLSTM(MnistTask):
+    name = "mnist_lstm"
+    description = "MNIST rows as a 28-step sequence, LSTM(64) ×3 → Dense(10)"
+    targets = (Target("accuracy", ">=", 0.97),)
+    defaults = Hyperparams(optimizer="adam", lr=2e-3, batch_size=128, epochs=3)
+
+    def load(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:
+        data = super().load(train_size, test_size)
+        return Dataset(data.x_train[..., 0], data.y_train, data.x_test[..., 0], data.y_test)
+
+    def model(self) -> ModelSpec:
+        return ModelSpec((28, 28), (LSTM(64, True), LSTM(64, True), LSTM(64), Dense(10)))
