@@ -24,7 +24,7 @@ from harness import results
 from harness.api import Cell
 from harness.plan import PlannedCell
 from harness.plugins import Plugins, call_each
-from harness.worker import EVENT_FD_ENV, _default_threads, thread_env
+from harness.worker import EVENT_FD_ENV
 
 KILL_GRACE_S = 3.0
 
@@ -99,7 +99,6 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
 
 def _child_env(cell: Cell, scratch: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(thread_env(cell.threads or _default_threads()))
     # The worker must import what this process imports (plugins installed in odd places, tests).
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
