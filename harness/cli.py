@@ -151,7 +151,3 @@ def dispatch(argv: list[str]) -> int:
         return getattr(commands, f"cmd_{args.command}")(args, argv)
     except (DataError, results.ResultsError) as exc:
         raise UsageError(str(exc)) from None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

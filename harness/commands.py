@@ -204,7 +204,7 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _terminal_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 160
+    """The terminal's width; unlimited when output goes to a file or pipe, so lines never wrap there."""
+    if not sys.stdout.isatty():
+        return 10_000
+    return os.get_terminal_size().columns

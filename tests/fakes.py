@@ -1,7 +1,5 @@
-"""A tiny NumPy backend for harness tests: Dense layers with ReLU, plain SGD, CPU only.
-
-`FAULT` (an environment variable read in the worker) makes it misbehave on purpose.
-"""
+"""A tiny NumPy backend for harness tests (Dense layers with ReLU, plain SGD, CPU only), and a
+fault-injection variant whose modes each misbehave in one way."""
 
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ class FakeBackend(Backend):
         return Availability(True, "0.0-fake")
 
     def import_framework(self, cell) -> None:
-        self.fault = os.environ.get("FAKE_FAULT", "")
+        self.fault = ""
 
     def build(self, task, cell, data, weights):
         return {"w": [dict(p) for p in weights], "layers": task.model().layers, "data": data, "lr": cell.hp.lr,
@@ -46,10 +44,8 @@ class FakeBackend(Backend):
         return acts
 
     def train_epoch(self, state, order):
-        if self.fault == "hang":
-            time.sleep(3600)
-        if self.fault == "raise":
-            raise RuntimeError("injected failure\nsecond line of the message")
+        if self.fault:
+            inject(self.fault)
         x_all, y_all = state["data"].x_train, state["data"].y_train
         for idx in order:
             x, y = x_all[idx], y_all[idx]
@@ -76,6 +72,8 @@ class FakeBackend(Backend):
             for p in state["w"]:
                 for k in p:
                     p[k] = p[k] * np.nan
+        if self.fault == "slow":
+            time.sleep(1.0)
         return state
 
     def sync(self, state) -> None:
@@ -95,6 +93,43 @@ class FakeBackend(Backend):
         return [dict(p) for p in state["w"]]
 
 
+FAULTS = ("raise", "exit", "segfault", "hang", "nan", "oom", "slow")
+
+
+def inject(fault: str) -> None:
+    if fault == "raise":
+        raise RuntimeError("injected failure\nsecond line of the message")
+    if fault == "exit":
+        os._exit(3)
+    if fault == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    if fault == "hang":
+        import subprocess
+
+        subprocess.Popen(["sleep", "3600"])  # a helper process: the timeout must kill it too
+        time.sleep(3600)
+    if fault == "oom":
+        import resource
+
+        limit = 2 * 1024**3  # bound the damage: this process alone gets 2 GiB of address space
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        hog = []
+        while True:
+            hog.append(np.ones(64 * 1024**2 // 8))
+
+
+class FaultyBackend(FakeBackend):
+    """Each mode but "ok" injects one fault in the first epoch."""
+
+    name = "faulty"
+    modes = ("ok", *FAULTS)
+
+    def import_framework(self, cell) -> None:
+        self.fault = "" if cell.mode == "ok" else cell.mode
+
+
 @hookimpl
 def bench_backends():
-    return [FakeBackend]
+    return [FakeBackend, FaultyBackend]

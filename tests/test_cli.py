@@ -1,0 +1,116 @@
+"""The command line: choices, bad input (exit 2, one line, nothing written), plugins listing."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from tests.conftest import bench
+
+BAD_RUN_ARGS = [
+    (["--backend", "nope"], "unknown backend 'nope' (choose from: "),
+    (["--task", "mnist_gan"], "unknown task 'mnist_gan' (choose from: linear_regression, mnist_cnn, mnist_lstm, mnist_mlp)"),
+    (["--mode", "warp"], "unknown mode 'warp' (choose from: "),
+    (["--device", "tpu"], "unknown device 'tpu' (choose from: auto, cpu, cuda)"),
+    (["--precision", "fp8"], "unknown precision 'fp8' (choose from: bf16, fp32, tf32)"),
+    (["--optimizer", "lion"], "unknown optimizer 'lion' (choose from: adagrad, adam, momentum, rmsprop, sgd)"),
+    (["--epochs", "0"], "--epochs must be a positive whole number, not '0'"),
+    (["--epochs", "two"], "--epochs must be a positive whole number, not 'two'"),
+    (["--batch-size", "-8"], "--batch-size must be a positive whole number, not '-8'"),
+    (["--batch-size", "32,,64"], "--batch-size takes a comma-separated list without empty items"),
+    (["--repeat", "0"], "--repeat must be a positive whole number, not '0'"),
+    (["--lr", "0"], "--lr must be a number > 0, not '0'"),
+    (["--lr", "nan"], "--lr must be a number > 0, not 'nan'"),
+    (["--timeout", "-1"], "--timeout must be a number > 0, not '-1'"),
+    (["--threads", "0"], "--threads must be a positive whole number, not '0'"),
+    (["--seed", "-3"], "--seed must be a number >= 0, not '-3'"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_RUN_ARGS)
+def test_bad_run_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, capsys, fake_plugin):
+    out = tmp_path / "results"
+    assert main(["run", "--backend", "fake", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and message in err
+    assert err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unwritable_output_directory(tmp_path, capsys, fake_plugin):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "--backend", "fake", "--task", "linear_regression", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: error: cannot write results to {blocker / 'sub'}: ") and err.count("\n") == 1
+
+
+def test_missing_data_directory_is_reported_with_how_to_fix(tmp_path, capsys, monkeypatch, fake_plugin):
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "nowhere"))
+    out = tmp_path / "results"
+    assert main(["run", "--backend", "fake", "--task", "mnist_mlp", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"MNIST file train-images-idx3-ubyte[.gz] not found in {tmp_path / 'nowhere'}" in err
+    assert "set BENCH_DATA_DIR" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unknown_command_and_no_command(capsys):
+    assert main(["fly"]) == 2
+    assert "invalid choice: 'fly'" in capsys.readouterr().err
+    assert main([]) == 0
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_real_process_prints_no_traceback_for_bad_input(tmp_path):
+    result = bench("run", "--epochs", "-1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert result.stderr == "bench: error: --epochs must be a positive whole number, not '-1'\n"
+
+
+def test_third_party_backend_appears_runs_and_autoload_hides_it(fake_plugin, tmp_path):
+    listing = bench("plugins", env=fake_plugin.env())
+    assert listing.returncode == 0
+    assert "bench-fake 0.1" in listing.stdout and "backend fake" in listing.stdout
+    run = bench("run", "--backend", "fake", "--task", "linear_regression", "--out", str(tmp_path / "r"),
+                env=fake_plugin.env())
+    assert run.returncode == 0, run.stderr
+    assert "linear_regression" in run.stdout and "fake" in run.stdout
+    hidden = bench("plugins", env=fake_plugin.env(BENCH_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert "bench-fake" not in hidden.stdout
+    refused = bench("run", "--backend", "fake", "--out", str(tmp_path / "r2"),
+                    env=fake_plugin.env(BENCH_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert refused.returncode == 2 and "unknown backend 'fake'" in refused.stderr
+
+
+def test_broken_package_is_listed_and_the_others_still_run(fake_plugin, tmp_path):
+    fake_plugin.install("bench-kaputt", "kaputt", "import this_module_does_not_exist\n")
+    listing = bench("plugins", env=fake_plugin.env())
+    assert listing.returncode == 0
+    assert "broken: ModuleNotFoundError: No module named 'this_module_does_not_exist'" in listing.stdout.replace("\n", " ").replace("│", " ") or "broken" in listing.stdout
+    run = bench("run", "--backend", "fake", "--task", "linear_regression", "--out", str(tmp_path / "r"),
+                env=fake_plugin.env())
+    assert run.returncode == 0, run.stderr
+
+
+def test_backend_whose_framework_is_missing_is_listed_unavailable(plugin_site, capsys):
+    plugin_site.install("bench-ghost", "ghost", """
+        from harness import hookimpl
+        from tests.fakes import FakeBackend
+
+        class Ghost(FakeBackend):
+            name = "ghost"
+            module = "ghost_framework_not_installed"
+            distributions = ("ghost-framework",)
+            availability = classmethod(FakeBackend.__mro__[1].availability.__func__)
+
+        @hookimpl
+        def bench_backends():
+            return [Ghost]
+    """)
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "backend ghost (unavailable: ghost_framework_not_installed is not installed)" in out
+    assert main(["list"]) == 0
+    assert "no: ghost_framework_not_installed is not installed" in capsys.readouterr().out

@@ -1,0 +1,92 @@
+"""The results store: atomic appends, tolerant loading, schema."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness import results
+
+
+def _record(cell_id: str, **values) -> dict:
+    record = {column: None for column in results.SCHEMA}
+    record.update({"cell_id": cell_id, "status": "ok", "schema_version": results.SCHEMA_VERSION,
+                   "backend": "b", "task": "t", "env": {"cpu_model": "x", "versions": {"numpy": "2.0"}}})
+    record.update(values)
+    return record
+
+
+def test_round_trip_keeps_every_column_and_nested_values(tmp_path):
+    curve = [{"epoch": 1, "train_s": 0.5, "accuracy": 0.9}]
+    results.append_record(tmp_path, _record("a", epoch_s=[0.5, 0.4], curve=curve, metric_value=0.9))
+    results.append_record(tmp_path, _record("b", status="error", message="boom"))
+    df = results.load([tmp_path])
+    assert list(df.cell_id) == ["a", "b"]
+    assert set(results.SCHEMA) - {"env"} <= set(df.columns)
+    assert df.iloc[0].epoch_s == [0.5, 0.4] and df.iloc[0].curve == curve
+    assert df.iloc[0].env_cpu_model == "x" and df.iloc[0].version_numpy == "2.0"
+    assert df.iloc[1].message == "boom"
+
+
+def test_nan_and_infinity_are_stored_as_null(tmp_path):
+    results.append_record(tmp_path, _record("a", metric_value=float("nan"), train_s=float("inf")))
+    line = (tmp_path / results.RECORDS).read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert pd.isna(results.load([tmp_path]).iloc[0].metric_value)
+
+
+def test_torn_last_line_is_skipped_with_a_warning_and_next_append_starts_fresh(tmp_path):
+    results.append_record(tmp_path, _record("a"))
+    with open(tmp_path / results.RECORDS, "ab") as f:
+        f.write(results.record_line(_record("torn"))[:40])  # a crash mid-write
+    with pytest.warns(UserWarning, match=r"records.jsonl:2: unreadable record skipped"):
+        assert list(results.load([tmp_path]).cell_id) == ["a"]
+    results.append_record(tmp_path, _record("c"))
+    with pytest.warns(UserWarning):
+        df = results.load([tmp_path])
+    assert list(df.cell_id) == ["a", "c"]
+    assert len(df.attrs["problems"]) == 1
+
+
+def test_garbage_lines_and_foreign_json_are_reported(tmp_path):
+    path = tmp_path / results.RECORDS
+    path.write_bytes(b'\xff\xfe\x00garbage\n[1, 2]\n{"no": "cell"}\n' + results.record_line(_record("ok")))
+    with pytest.warns(UserWarning):
+        df = results.load([path])
+    assert list(df.cell_id) == ["ok"]
+    assert len(df.attrs["problems"]) == 3
+
+
+def test_load_all_runs_under_a_root_and_latest(tmp_path):
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb"):
+        (tmp_path / run_id).mkdir()
+        results.write_json_atomic(tmp_path / run_id / results.RUN_FILE, {"plan": []})
+        results.append_record(tmp_path / run_id, _record(run_id))
+    assert len(results.load(root=tmp_path)) == 2
+    assert results.resolve("latest", tmp_path).name == "20260102-000000-bbbb"
+    assert len(results.load(["20260101-000000-aaaa"], root=tmp_path)) == 1
+
+
+def test_unknown_run_is_a_results_error(tmp_path):
+    with pytest.raises(results.ResultsError, match="no run 'nope'"):
+        results.load(["nope"], root=tmp_path)
+    with pytest.raises(results.ResultsError, match="no runs in"):
+        results.resolve("latest", tmp_path)
+
+
+def test_empty_load_has_the_schema_columns(tmp_path):
+    df = results.load(root=tmp_path)
+    assert df.empty and "status" in df.columns
+
+
+def test_run_file_that_is_not_json_is_a_results_error(tmp_path):
+    (tmp_path / results.RUN_FILE).write_text("{not json")
+    with pytest.raises(results.ResultsError, match="cannot read"):
+        results.read_run(tmp_path)
+
+
+def test_records_are_plain_json(tmp_path):
+    results.append_record(tmp_path, _record("a"))
+    json.loads((tmp_path / results.RECORDS).read_text())

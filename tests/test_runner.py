@@ -1,0 +1,115 @@
+"""The runner with fake backends: isolation, timeouts, crashes, records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from harness import results, runs
+from harness.plan import Selection, plan
+from harness.registry import Registry
+from harness.runner import Runner
+from tasks.linear_regression import LinearRegression
+from tasks.mnist_tasks import MnistCNN, MnistMLP
+from tests.fakes import FakeBackend, FaultyBackend
+
+
+@pytest.fixture
+def registry() -> Registry:
+    registry = Registry()
+    registry.add("backend", FakeBackend, "test")
+    registry.add("backend", FaultyBackend, "test")
+    for task in (LinearRegression, MnistMLP, MnistCNN):
+        registry.add("task", task, "test")
+    return registry
+
+
+def _run(registry, tmp_path, **selection):
+    sel = Selection(**{"tasks": ["linear_regression"], "epochs": 2, "latency_steps": 3, **selection})
+    state = runs.create(tmp_path, plan(registry, sel), {"cpu_model": "test cpu"}, ["bench", "test"])
+    Runner().run(state)
+    return state, results.load([state.run_dir])
+
+
+def test_plan_is_the_full_grid_with_repeats_outermost(registry):
+    sel = Selection(backends=["fake"], tasks=["linear_regression", "mnist_mlp"], repeat=2,
+                    batch_sizes=[16, 32], optimizers=["sgd", "adam"])
+    cells = [p.cell for p in plan(registry, sel)]
+    assert len(cells) == 2 * 2 * 2 * 2 * len(FakeBackend.modes)
+    assert [c.repeat for c in cells] == sorted(c.repeat for c in cells)
+    assert len({c.cell_id for c in cells}) == len(cells)
+    adam = [p for p in plan(registry, sel) if p.cell.hp.optimizer == "adam"]
+    assert all(p.skip_reason == "optimizer 'adam' not implemented" for p in adam)
+
+
+def test_unsupported_layers_are_skipped_with_reason(registry, tmp_path):
+    _, df = _run(registry, tmp_path, backends=["fake"], tasks=["mnist_cnn"], modes=["eager"], optimizers=["sgd"])
+    row = df.iloc[0]
+    assert row.status == "skipped"
+    assert row.message == "layer kinds not implemented: Conv2D, MaxPool2D"
+
+
+def test_crash_and_timeout_cells_are_recorded_and_others_unaffected(registry, tmp_path):
+    state, df = _run(registry, tmp_path, backends=["fake", "faulty"], modes=["eager", "ok", "raise", "hang"],
+                     timeout_s=5)
+    by_mode = {(r.backend, r.mode): r for r in df.itertuples()}
+    assert by_mode[("fake", "eager")].status == "ok"
+    assert by_mode[("faulty", "ok")].status == "ok"
+    raised = by_mode[("faulty", "raise")]
+    assert raised.status == "error"
+    assert raised.message == "RuntimeError: second line of the message"
+    assert "Traceback" in (state.run_dir / raised.log).read_text()
+    hung = by_mode[("faulty", "hang")]
+    assert hung.status == "timeout"
+    assert 5 <= hung.wall_s < 15
+    leftover = subprocess.run(["pgrep", "-f", "sleep 3600"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "the timed-out cell's helper process survived"
+    assert (df[df.backend == "fake"].status.value_counts().to_dict()) == {"skipped": 3, "ok": 1}
+
+
+def test_every_cell_runs_in_its_own_process(registry, tmp_path):
+    _, df = _run(registry, tmp_path, backends=["fake"], modes=["eager", "compiled"])
+    assert (df.status == "ok").all()
+    assert all(d == {} for d in df.details)
+    assert df.peak_host_mb.notna().all()
+    assert (df.wall_s > df.total_s).all()  # process start and import are inside the runner's clock
+
+
+def test_records_carry_plan_environment_and_measurements(registry, tmp_path):
+    state, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"], seed=3)
+    row = df.iloc[0]
+    assert row.run_id == state.run_id and row.schema_version == results.SCHEMA_VERSION
+    assert (row.backend, row.task, row.device, row.seed, row.epochs) == ("fake", "linear_regression", "cpu", 3, 2)
+    assert row.env_cpu_model == "test cpu" and row.device_name == "test cpu"
+    assert len(row.epoch_s) == 2 and len(row.curve) == 2
+    assert row.train_s == pytest.approx(sum(row.epoch_s))
+    assert row.initial_loss == pytest.approx(row.initial_loss_ref, rel=1e-6)
+
+
+def test_resume_runs_only_unfinished_cells(registry, tmp_path):
+    state, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"])
+    reopened = runs.reopen(state.run_dir)
+    assert reopened.done == {df.iloc[0].cell_id}
+    assert Runner().run(reopened) == []
+
+
+def test_child_processes_do_not_inherit_signal_handlers(registry, tmp_path):
+    # The runner installs SIGINT/SIGTERM handlers only while running and restores them after.
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    _run(registry, tmp_path, backends=["fake"], modes=["eager"])
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_runner_environment_keeps_compile_caches_private(registry, tmp_path, monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    from harness.runner import _child_env
+
+    cell = plan(registry, Selection(backends=["fake"], tasks=["linear_regression"]))[0].cell
+    env = _child_env(cell, tmp_path)
+    assert env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
+    assert env["KERAS_HOME"].startswith(str(tmp_path))
+    assert os.getcwd() in env["PYTHONPATH"].split(os.pathsep)
