@@ -72,7 +72,7 @@ class FakeBackend(Backend):
             for p in state["w"]:
                 for k in p:
                     p[k] = p[k] * np.nan
-        if self.fault == "slow":
+        if self.fault == "slow" and len(order) > 1:  # whole epochs only, not the latency steps
             time.sleep(1.0)
         return state
 
@@ -113,7 +113,10 @@ def inject(fault: str) -> None:
     if fault == "oom":
         import resource
 
-        limit = 2 * 1024**3  # bound the damage: this process alone gets 2 GiB of address space
+        # Bound the damage: this process alone may grow by 512 MiB of address space, no more.
+        with open("/proc/self/status") as status:
+            vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        limit = vm_kib * 1024 + 512 * 1024**2
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         hog = []
         while True:
