@@ -121,6 +121,10 @@ class Task(ABC):
     def init_weights(self, seed: int) -> Weights:
         """Initial parameters drawn with numpy from `seed`, in the canonical layouts."""
 
+    def train_samples(self, train_size: int | None) -> int:
+        """How many training samples `load(train_size)` yields, without loading them."""
+        return train_size or 60000
+
     def prepare(self) -> None:
         """Verify and cache the data (called once in the parent before any cell); raise DataError if unusable."""
 

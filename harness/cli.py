@@ -125,13 +125,18 @@ def results_root(option: str | None) -> Path:
     return Path(option or os.environ.get(RESULTS_ENV) or "results")
 
 
+def one_line(text: str) -> str:
+    """User input echoed in a message must not break it into lines or hide characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code = dispatch(argv)
     except UsageError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        print(f"bench: error: {one_line(str(exc))}", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
 from harness.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
-from harness.plan import Selection, plan
+from harness.plan import PlanError, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
 from harness.registry import Registry, build_registry
 
@@ -98,9 +98,12 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         sel = _selection(args, registry)
         for name in sel.tasks:
             registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
-        _writable_root(root)
         gpu = envinfo.gpu_present()
-        planned = plan(registry, sel, gpu_present=gpu)
+        try:
+            planned = plan(registry, sel, gpu_present=gpu)
+        except PlanError as exc:
+            raise UsageError(str(exc)) from None
+        _writable_root(root)
         if not gpu:
             for p in planned:
                 if p.cell.device == "cuda" and not p.skip_reason:

@@ -32,6 +32,10 @@ class Selection:
     latency_steps: int = 20
 
 
+class PlanError(ValueError):
+    """The selection can't make sense (e.g. a batch larger than the training set)."""
+
+
 @dataclass
 class PlannedCell:
     cell: Cell
@@ -57,6 +61,9 @@ def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[
                 task = tasks[task_name]
                 hp = task.hyperparams(optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=sel.epochs,
                                       weight_decay=sel.weight_decay)
+                samples = task.train_samples(sel.train_size)
+                if hp.batch_size > samples:
+                    raise PlanError(f"batch size {hp.batch_size} exceeds the {samples} training samples of {task_name}")
                 for mode in sel.modes or list(backend.modes):
                     cell = Cell(
                         backend=backend_name, task=task_name, mode=mode, device=device, hp=hp,

@@ -1,4 +1,5 @@
-"""Live progress on stderr: one line per cell start, epoch and finish, with elapsed time."""
+"""Live progress on stderr: a line per cell start and finish, and epoch lines at most every few
+seconds, each with the run's elapsed time."""
 
 from __future__ import annotations
 
@@ -15,21 +16,25 @@ def _label(cell: Cell) -> str:
 
 
 class ConsoleProgress:
+    EPOCH_EVERY_S = 2.0
+
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
+        self.last = self.started
         self.prefix = ""
 
     def _print(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.0f}s] {text}", file=self.stream, flush=True)
+        self.last = time.monotonic()
+        print(f"[{self.last - self.started:6.0f}s] {text}", file=self.stream, flush=True)
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
         self.prefix = f"[{index}/{total}] {_label(cell)}"
         self._print(f"{self.prefix}: starting")
 
     def event(self, cell: Cell, event: dict[str, Any], elapsed: float) -> None:
-        if event.get("event") == "epoch":
+        last_epoch = event.get("epoch") == event.get("epochs")
+        if event.get("event") == "epoch" and (last_epoch or time.monotonic() - self.last >= self.EPOCH_EVERY_S):
             value = event.get("value")
             shown = f"{event.get('metric')} {value:.4f}" if isinstance(value, (int, float)) else ""
             self._print(f"{self.prefix}: epoch {event['epoch']}/{event['epochs']} {shown} "

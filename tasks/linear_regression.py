@@ -34,6 +34,9 @@ class LinearRegression(Task):
         x_test, y_test = draw(1, test_size or self.default_test_size)
         return Dataset(x_train, y_train, x_test, y_test)
 
+    def train_samples(self, train_size: int | None) -> int:
+        return train_size or self.default_train_size
+
     def model(self) -> ModelSpec:
         return ModelSpec((1,), (Dense(1),))
 

@@ -27,6 +27,7 @@ FILES = {
     "test_images": ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
     "test_labels": ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
+TRAIN_SAMPLES, TEST_SAMPLES = 60000, 10000
 MEAN, STD = 0.1307, 0.3081  # of the training pixels scaled to [0, 1]
 HOW_TO_FIX = (
     f"put the four MNIST IDX files ({', '.join(f + '[.gz]' for f, _ in FILES.values())}) "
@@ -86,8 +87,8 @@ def _cached() -> dict[str, np.ndarray] | None:
         arrays = {key: np.load(cache / f"{key}.npy", allow_pickle=False) for key in FILES}
     except (OSError, ValueError):
         return None
-    shapes = {"train_images": (60000, 28, 28), "train_labels": (60000,),
-              "test_images": (10000, 28, 28), "test_labels": (10000,)}
+    shapes = {"train_images": (TRAIN_SAMPLES, 28, 28), "train_labels": (TRAIN_SAMPLES,),
+              "test_images": (TEST_SAMPLES, 28, 28), "test_labels": (TEST_SAMPLES,)}
     ok = all(arrays[k].shape == shape and arrays[k].dtype == np.uint8 for k, shape in shapes.items())
     return arrays if ok else None
 

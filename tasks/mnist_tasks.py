@@ -22,6 +22,9 @@ class MnistTask(Task):
     def load(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:
         return Dataset(*mnist.load_mnist(train_size, test_size))
 
+    def train_samples(self, train_size: int | None) -> int:
+        return min(train_size or mnist.TRAIN_SAMPLES, mnist.TRAIN_SAMPLES)
+
     def init_weights(self, seed: int) -> Weights:
         return init_weights(self.model(), seed)
 

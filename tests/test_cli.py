@@ -114,3 +114,11 @@ def test_backend_whose_framework_is_missing_is_listed_unavailable(plugin_site, c
     assert "backend ghost (unavailable: ghost_framework_not_installed is not installed)" in out
     assert main(["list"]) == 0
     assert "no: ghost_framework_not_installed is not installed" in capsys.readouterr().out
+
+
+def test_batch_larger_than_the_training_set_is_bad_input(tmp_path, capsys, fake_plugin):
+    out = tmp_path / "results"
+    assert main(["run", "--backend", "fake", "--task", "linear_regression", "--train-size", "100",
+                 "--batch-size", "128", "--out", str(out)]) == 2
+    assert "batch size 128 exceeds the 100 training samples of linear_regression" in capsys.readouterr().err
+    assert not out.exists()

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,10 +61,11 @@ def test_interrupt_mid_cell_then_resume_finishes_the_same_cells(signum, fake_plu
     proc = subprocess.Popen([sys.executable, "-m", "harness", *SLOW_RUN, "--out", str(out)], cwd=REPO,
                             env=fake_plugin.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
-    for line in proc.stderr:  # wait until the slow cell is in the middle of its training
+    for line in proc.stderr:  # wait until the slow cell (3 s of epochs) has started
         seen.append(line)
-        if "faulty linear_regression slow cpu: epoch 1/3" in line:
+        if "faulty linear_regression slow cpu: starting" in line:
             break
+    time.sleep(1.5)  # mid-cell
     proc.send_signal(signum)
     _, rest = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + rest
