@@ -113,11 +113,32 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="plugins, versions, and broken ones with the reason")
     sub.add_parser("env", help="the machine and software a run would record")
 
-    report = sub.add_parser("report", help="show results of earlier runs")
-    report.add_argument("runs", nargs="*", help="run ids or folders (default: the latest run)")
-    report.add_argument("--format", default="table", help="table (default), md, csv, json or html")
-    report.add_argument("--output", help="write to this file instead of the terminal")
+    report = sub.add_parser("report", help="show results of earlier runs (reads result files only)")
+    report.add_argument("runs", nargs="*", metavar="RUN",
+                        help="run ids, run folders, records files or 'latest' (default: the latest run)")
+    report.add_argument("--format", default="table",
+                        help="table (default), md (GitHub Markdown), csv, json, or html (one self-contained page "
+                             "with plots)")
+    report.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
     report.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
+
+    compare = sub.add_parser("compare", help="compare two runs (or two backends of one run) cell by cell",
+                             description="Per cell: ratio of medians B/A, a two-sided Mann-Whitney U test "
+                                         "over the repeats, and a verdict: faster, slower or same.")
+    compare.add_argument("a", metavar="A", help="baseline run (id, folder, records file or 'latest'); "
+                                                "with --run: a backend name")
+    compare.add_argument("b", metavar="B", help="run to compare with A; with --run: a backend name")
+    compare.add_argument("--run", metavar="RUN", help="compare backends A and B within this run")
+    compare.add_argument("--metric", default="steady_epoch_s",
+                         help="time metric to compare (default steady_epoch_s; e.g. train_s, time_to_target_s)")
+    compare.add_argument("--alpha", type=_number("--alpha", 0, False), default=0.05,
+                         help="significance level of the test (default 0.05)")
+    compare.add_argument("--fail-above", type=_number("--fail-above", 1, True), metavar="RATIO",
+                         help="exit 1 if any cell is significantly slower with B/A above RATIO (e.g. 1.10), "
+                              "or fails in B but not in A")
+    compare.add_argument("--format", default="table", help="table (default), md, csv or json")
+    compare.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
+    compare.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
     return parser
 
 

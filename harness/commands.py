@@ -192,18 +192,64 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     choose("format", [args.format], report.FORMATS)
     paths = [results.resolve(r, root) for r in (args.runs or ["latest"])]
     df = results.load(paths, root=root)
-    text = report.render(df, args.format)
-    if args.output:
-        out = Path(args.output)
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    else:
-        print(text)
+    text = report.render(df, args.format)  # everything is rendered before anything is written
+    _emit(text, args.output)
     return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness import compare
+
+    root = results_root(args.out)
+    choose("format", [args.format], compare.FORMATS)
+    choose("metric", [args.metric], compare.METRICS)
+    if args.alpha >= 1:
+        raise UsageError(f"--alpha must be a number between 0 and 1, not {args.alpha:g}")
+    if args.run:
+        run = results.resolve(args.run, root)
+        df = _records(run, root)
+        sides = []
+        for name in (args.a, args.b):
+            choose(f"backend in run {run.name}", [name], sorted(df["backend"].dropna().unique()))
+            sides.append(compare.Side(name, df[df["backend"] == name]))
+        title = f"{args.b} (B) against {args.a} (A) in run {run.name}: {args.metric}, B/A"
+    else:
+        runs = [results.resolve(ref, root) for ref in (args.a, args.b)]
+        sides = [compare.Side(run.name, _records(run, root)) for run in runs]
+        title = f"run {runs[1].name} (B) against run {runs[0].name} (A): {args.metric}, B/A"
+    table = compare.compare(*sides, metric=args.metric, alpha=args.alpha, ignore_backend=bool(args.run))
+    if not table["verdict"].isin(["faster", "slower", "same", "failed in A", "failed in B", "no values"]).any():
+        raise UsageError(f"{sides[0].label} and {sides[1].label} have no cell configuration in common")
+    gate, failing = "", None
+    if args.fail_above is not None:
+        failing = compare.regressions(table, args.fail_above)
+        gate = (f"--fail-above {args.fail_above:g}: {len(failing)} regression(s)" if len(failing)
+                else f"--fail-above {args.fail_above:g}: no regression")
+    _emit(compare.render(table, args.format, title + f" (alpha {args.alpha:g})", gate), args.output)
+    if failing is not None and len(failing):
+        print(f"bench: {gate}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _records(run: Path, root: Path):
+    df = results.load([run], root=root)
+    if df.empty:
+        raise UsageError(f"run {run} has no records")
+    return df
+
+
+def _emit(text: str, output: str | None) -> None:
+    """Print, or write the file whole (atomically): a failed write leaves no partial file."""
+    from harness import report
+
+    if not output:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    try:
+        report.write_atomic(output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def _terminal_width() -> int:
