@@ -1,0 +1,202 @@
+"""The JAX backend: a pure function over a params pytree, trained with optax.
+
+eager:    jax.grad of the un-jitted loss and the optax update, dispatched op by op
+          in a Python loop over the batches (LSTM: a Python loop over the time steps).
+compiled: jax.jit of the whole step; by default (per task, measured on CPU) the
+          whole epoch is one program, lax.scan over the rows of the order, with
+          params and optimizer state donated.
+predict and loss follow the mode (un-jitted in eager, jitted in compiled), so a
+mode's eval_s is that mode's own cost.
+
+No JAX import at module level: the parent process never imports a framework.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness import hookimpl
+from harness.api import Backend, Cell, Dataset, Task, Weights
+
+PREDICT_BATCH = 2000
+# What compiled mode runs on CPU, per task: "scan" = lax.scan over the epoch's steps in
+# one program, "step" = a Python loop over a jitted step; the LSTM's time loop is
+# lax.scan ("scan") or unrolled into the program ("python"). Chosen by measurement on a
+# 2-core CPU (numbers in the module's commit message). On CUDA (not measured here) the
+# whole epoch is one program, the usual best on a GPU. BENCH_JAX_EPOCH_LOOP and
+# BENCH_JAX_TIME_LOOP override both, for re-measuring.
+CPU_EPOCH_LOOP = {"linear_regression": "scan", "mnist_mlp": "scan", "mnist_cnn": "step", "mnist_lstm": "scan"}
+CPU_TIME_LOOP = {"mnist_lstm": "scan"}
+EPOCH_LOOP_ENV = "BENCH_JAX_EPOCH_LOOP"
+TIME_LOOP_ENV = "BENCH_JAX_TIME_LOOP"
+MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "highest"}
+
+
+@dataclass
+class JaxState:
+    params: Any
+    opt_state: Any
+    data: dict[str, Any]  # x_train, y_train, x_test, y_test on the device
+    epoch: Any
+    apply: Any
+    loss_fn: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _threads(cell: Cell) -> int:
+    try:
+        return cell.threads or len(os.sched_getaffinity(0))
+    except AttributeError:
+        return cell.threads or os.cpu_count() or 1
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    module = "jax"
+    distributions = ("jax",)
+    modes = ("eager", "compiled")
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "tf32", "bf16")
+
+    @classmethod
+    def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
+        reason = super().unsupported_reason(task, cell)
+        if reason is None and cell.precision == "tf32" and cell.device != "cuda":
+            return "tf32 is a CUDA matmul mode; on CPU it would be fp32 under another name"
+        return reason
+
+    # -- worker side -------------------------------------------------------
+
+    def configure(self, cell: Cell) -> dict[str, str]:
+        env = {"JAX_PLATFORMS": "cuda" if cell.device == "cuda" else "cpu"}
+        if cell.device == "cuda":
+            env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        # XLA's CPU thread pool is sized from the affinity mask the harness set; with one core,
+        # also keep Eigen's matmuls/convs on the calling thread instead of handing them to the pool.
+        flags = os.environ.get("XLA_FLAGS", "")
+        if _threads(cell) == 1 and "--xla_cpu_multi_thread_eigen" not in flags:
+            flags = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+        if flags:
+            env["XLA_FLAGS"] = flags
+        return env
+
+    def import_framework(self, cell: Cell) -> None:
+        import jax
+        import optax  # noqa: F401 - part of the framework's import cost
+
+        from backends import jax_model, jax_optim, jax_train  # noqa: F401
+
+        jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION[cell.precision])
+        self.jax = jax
+
+    def device_problem(self, cell: Cell) -> str | None:
+        platform = "gpu" if cell.device == "cuda" else "cpu"
+        try:
+            self.device = self.jax.devices(platform)[0]
+        except RuntimeError as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            return f"JAX sees no {cell.device} device ({lines[-1].strip() if lines else type(exc).__name__})"
+        return None
+
+    def build(self, task: Task, cell: Cell, data: Dataset, weights: Weights) -> JaxState:
+        import jax
+        import jax.numpy as jnp
+
+        from backends import jax_model, jax_optim, jax_train
+
+        if not hasattr(self, "device"):
+            self.device_problem(cell)
+        compiled = cell.mode == "compiled"
+        on_cpu = cell.device == "cpu"
+        epoch_loop = os.environ.get(EPOCH_LOOP_ENV) or (CPU_EPOCH_LOOP.get(task.name, "scan") if on_cpu else "scan")
+        time_loop = os.environ.get(TIME_LOOP_ENV) or (CPU_TIME_LOOP.get(task.name, "scan") if on_cpu else "scan")
+        if not compiled:
+            epoch_loop, time_loop = "python", "python"
+        compute_dtype = jnp.bfloat16 if cell.precision == "bf16" else jnp.float32
+
+        apply = jax_model.make_apply(task.model().layers, time_loop, compute_dtype)
+        loss_fn = jax_model.make_loss(apply, task.loss)
+        opt, opt_text = jax_optim.make_optimizer(cell.hp)
+        step = jax_train.make_step(loss_fn, opt)
+        if compiled:
+            epoch = jax_train.compiled_epoch(step, epoch_loop)
+            apply, loss_fn = jax.jit(apply), jax.jit(loss_fn)
+        else:
+            epoch = jax_train.eager_epoch(step)
+
+        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
+        device_data = {"x_train": put(data.x_train), "y_train": put(data.y_train),
+                       "x_test": put(data.x_test), "y_test": put(data.y_test)}
+        params = jax_model.params_from_weights(weights, self.device)
+        opt_state = opt.init(params)
+        threads = _threads(cell)
+        info = {
+            "jax": jax.__version__,
+            "device": str(self.device),
+            "train_step": ("jax.jit of the whole step (forward, backward, optax update), params and "
+                           "optimizer state donated; " + ("lax.scan over the epoch's steps in one program"
+                                                          if epoch_loop == "scan" else "Python loop over the jitted step"))
+            if compiled else "op by op: jax.grad of the un-jitted loss, un-jitted optax update, Python loop over steps",
+            "epoch_loop": epoch_loop,
+            "optimizer": opt_text,
+            "matmul_precision": str(jax.config.jax_default_matmul_precision),
+            "compute_dtype": jnp.dtype(compute_dtype).name,
+            "predict": f"{'jax.jit' if compiled else 'op by op'}, batches of {PREDICT_BATCH}",
+            "threads": threads,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "xla_cpu_thread_pool": f"sized by XLA from the affinity mask ({threads} cores)"
+            if cell.device == "cpu" else None,
+        }
+        if any(type(layer).__name__ == "LSTM" for layer in task.model().layers):
+            info["lstm"] = f"input projection hoisted out of the time loop; time loop: " + (
+                "lax.scan" if time_loop == "scan" else ("unrolled in the program" if compiled else "Python loop"))
+        if any(type(layer).__name__ == "MaxPool2D" for layer in task.model().layers):
+            info["max_pool"] = "reshape + max (faster than lax.reduce_window's gradient on CPU)"
+        return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, info)
+
+    def train_epoch(self, state: JaxState, order: np.ndarray) -> JaxState:
+        order_dev = self.jax.device_put(order.astype(np.int32), self.device)
+        d = state.data
+        state.params, state.opt_state = state.epoch(state.params, state.opt_state, d["x_train"], d["y_train"], order_dev)
+        return state
+
+    def sync(self, state: JaxState) -> None:
+        self.jax.block_until_ready((state.params, state.opt_state))
+
+    def predict(self, state: JaxState, split: str) -> np.ndarray:
+        x = state.data[f"x_{split}"] if split in ("train", "test") else None
+        if x is None:
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        outputs = [state.apply(state.params, x[start:start + PREDICT_BATCH])
+                   for start in range(0, x.shape[0], PREDICT_BATCH)]
+        return np.concatenate([np.asarray(out) for out in outputs])
+
+    def loss(self, state: JaxState, indices: np.ndarray) -> float:
+        idx = self.jax.device_put(np.asarray(indices, np.int32), self.device)
+        return float(state.loss_fn(state.params, state.data["x_train"][idx], state.data["y_train"][idx]))
+
+    def get_weights(self, state: JaxState) -> Weights:
+        from backends import jax_model
+
+        return jax_model.weights_from_params(state.params)
+
+    def peak_device_mb(self, state: JaxState) -> float | None:
+        try:
+            stats = self.device.memory_stats()
+        except Exception:  # noqa: BLE001 - not every platform reports memory
+            return None
+        if not stats or "peak_bytes_in_use" not in stats:
+            return None
+        return stats["peak_bytes_in_use"] / 2**20
+
+    def details(self, state: JaxState) -> dict[str, Any]:
+        return dict(state.info)
+
+
+@hookimpl
+def bench_backends() -> list[type]:
+    return [JaxBackend]
