@@ -29,7 +29,7 @@ class Net(tf.Module):
         self.variables_in_order = [v for layer in self.params for _, v in layer]
 
     def get_weights(self) -> Weights:
-        return [{key: v.numpy() for key, v in layer} for layer in self.params]
+        return [{key: np.array(v.numpy()) for key, v in layer} for layer in self.params]  # copies, not views
 
     def __call__(self, x: tf.Tensor, compute_dtype: tf.DType = tf.float32) -> tf.Tensor:
         """Outputs for a batch; with compute_dtype bf16 the weights are cast per call (mixed precision)."""
