@@ -237,3 +237,44 @@ def test_mlp_on_cuda(backend, precision):
     assert result["peak_device_mb"] > 0
     if precision == "fp32":
         assert result["initial_loss"] == pytest.approx(result["initial_loss_ref"], rel=1e-5)
+
+
+# -- paths this CPU doesn't time, checked for correctness ------------------------
+
+
+@pytest.mark.parametrize("strategy", ("xla_epoch", "xla_step", "graph_epoch", "graph_step"))
+def test_every_compiled_strategy_trains_like_eager(backend, strategy):
+    class Pinned(TensorFlowBackend):
+        @classmethod
+        def compiled_strategy(cls, task_name, device):
+            return strategy
+
+    pinned = Pinned()
+    hp = LinearRegression().hyperparams(optimizer="adam", lr=0.05, batch_size=8, **SPEC)
+    order = np.random.default_rng(1).permutation(64).reshape(8, 8).astype(np.int64)
+    results = []
+    for b, mode in ((backend, "eager"), (pinned, "compiled")):
+        state, _, _ = build(b, LinearRegression, mode, hp=hp)
+        assert mode == "eager" or state.facts["strategy"] == strategy
+        b.train_epoch(state, order)
+        b.train_epoch(state, order[:3])  # a second, shorter epoch: no stale trace
+        b.sync(state)
+        results.append(b.get_weights(state)[0])
+    for key in results[0]:
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("task_cls", (MnistMLP, MnistCNN, MnistLSTM), ids=lambda t: t.name)
+def test_bf16_compute_keeps_fp32_master_weights(backend, task_cls):
+    """The cuda bf16 path's casts, run on the CPU kernels: loss close to fp32, weights and grads fp32."""
+    task = task_cls()
+    cell = make_cell(task_cls, "eager", precision="bf16", train_size=64, test_size=32)
+    data = task.load(64, 32)
+    state = backend.build(task, cell, data, task.init_weights(0))
+    assert state.facts["compute_dtype"] == "bfloat16"
+    fp32_state, _, _ = build(backend, task_cls, "eager")
+    indices = np.arange(16)
+    assert backend.loss(state, indices) == pytest.approx(backend.loss(fp32_state, indices), rel=2e-2)
+    backend.train_epoch(state, np.arange(16).reshape(1, 16).astype(np.int64))
+    assert all(v.dtype == tf.float32 for v in state.net.variables_in_order)
+    assert all(np.isfinite(w).all() for layer in backend.get_weights(state) for w in layer.values())
