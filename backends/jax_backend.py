@@ -26,14 +26,20 @@ PREDICT_BATCH = 2000
 # What compiled mode runs on CPU, per task: "scan" = lax.scan over the epoch's steps in
 # one program, "step" = a Python loop over a jitted step; the LSTM's time loop is
 # lax.scan ("scan") or unrolled into the program ("python"). Chosen by measurement on a
-# 2-core CPU (numbers in the module's commit message). On CUDA (not measured here) the
-# whole epoch is one program, the usual best on a GPU. BENCH_JAX_EPOCH_LOOP and
-# BENCH_JAX_TIME_LOOP override both, for re-measuring.
+# 2-core CPU: scan wins for linear regression (~30x: per-step dispatch dominates) and the
+# LSTM (both scans: ~1.4x over a stepped loop, ~2x over an unrolled time loop, which also
+# compiles for 40 s+); for the MLP the two are even within the noise and scan compiles
+# faster; the CNN needs "step" (STEP_REASON). On CUDA
+# (not measured here) the whole epoch is one program, the usual best on a GPU.
+# BENCH_JAX_EPOCH_LOOP and BENCH_JAX_TIME_LOOP override both, for re-measuring.
 CPU_EPOCH_LOOP = {"linear_regression": "scan", "mnist_mlp": "scan", "mnist_cnn": "step", "mnist_lstm": "scan"}
 CPU_TIME_LOOP = {"mnist_lstm": "scan"}
+STEP_REASON = ("in a lax.scan, XLA's CPU compiler leaves the backward convolutions un-canonicalised, so they "
+               "run as naive loops instead of Eigen: about 25x slower than a jitted step")
 EPOCH_LOOP_ENV = "BENCH_JAX_EPOCH_LOOP"
 TIME_LOOP_ENV = "BENCH_JAX_TIME_LOOP"
-MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "highest"}
+# bf16: every matmul and conv gets bf16 operands, so the default precision is the bf16 one.
+MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}
 
 
 @dataclass
@@ -97,7 +103,7 @@ class JaxBackend(Backend):
         platform = "gpu" if cell.device == "cuda" else "cpu"
         try:
             self.device = self.jax.devices(platform)[0]
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             lines = [line for line in str(exc).splitlines() if line.strip()]
             return f"JAX sees no {cell.device} device ({lines[-1].strip() if lines else type(exc).__name__})"
         return None
@@ -142,6 +148,7 @@ class JaxBackend(Backend):
                                                           if epoch_loop == "scan" else "Python loop over the jitted step"))
             if compiled else "op by op: jax.grad of the un-jitted loss, un-jitted optax update, Python loop over steps",
             "epoch_loop": epoch_loop,
+            **({"epoch_loop_why": STEP_REASON} if compiled and on_cpu and epoch_loop == "step" else {}),
             "optimizer": opt_text,
             "matmul_precision": str(jax.config.jax_default_matmul_precision),
             "compute_dtype": jnp.dtype(compute_dtype).name,

@@ -34,8 +34,10 @@ def eager_epoch(step: Callable) -> Epoch:
     """No jax.jit anywhere: every primitive of the forward, backward and update is dispatched one by one."""
 
     def epoch(params, opt_state, x_all, y_all, order):
-        for row in order:
-            params, opt_state = step(params, opt_state, x_all, y_all, row)
+        # order[i], not `for row in order`: iterating a device array compiles a slicing program
+        # per chunk of rows the first time (seconds), which would be charged to the first epoch.
+        for i in range(order.shape[0]):
+            params, opt_state = step(params, opt_state, x_all, y_all, order[i])
         return params, opt_state
 
     return epoch
@@ -43,7 +45,7 @@ def eager_epoch(step: Callable) -> Epoch:
 
 def compiled_epoch(step: Callable, loop: str) -> Epoch:
     """loop "scan": the whole epoch is one XLA program, lax.scan over the rows of the order.
-    loop "step": one jitted step per row, driven from Python.
+    loop "step": one jitted step per row, driven from Python; the row is sliced inside the program.
     Params and optimizer state are donated, so XLA updates them in place."""
     if loop == "scan":
         def epoch(params, opt_state, x_all, y_all, order):
@@ -55,11 +57,12 @@ def compiled_epoch(step: Callable, loop: str) -> Epoch:
 
         return jax.jit(epoch, donate_argnums=(0, 1))
     if loop == "step":
-        jitted = jax.jit(step, donate_argnums=(0, 1))
+        jitted = jax.jit(lambda params, opt_state, x_all, y_all, order, i:
+                         step(params, opt_state, x_all, y_all, order[i]), donate_argnums=(0, 1))
 
         def stepwise(params, opt_state, x_all, y_all, order):
-            for row in order:
-                params, opt_state = jitted(params, opt_state, x_all, y_all, row)
+            for i in range(order.shape[0]):
+                params, opt_state = jitted(params, opt_state, x_all, y_all, order, i)
             return params, opt_state
 
         return stepwise
