@@ -1,0 +1,199 @@
+"""The PyTorch backend: eager (the plain loop) and compiled (torch.compile; CUDA graphs on GPU).
+
+torch is imported only inside the worker-side methods; the parent process never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import harness
+from harness.api import Backend, Cell, Dataset, Task, Weights
+from harness.worker import last_line
+
+PREDICT_BATCH = 2000
+
+
+def _threads(cell: Cell) -> int:
+    try:
+        return cell.threads or len(os.sched_getaffinity(0))
+    except AttributeError:
+        return cell.threads or os.cpu_count() or 1
+
+
+@dataclass
+class TorchState:
+    task: Task
+    cell: Cell
+    device: Any  # torch.device
+    net: Any  # nn.Sequential
+    optimizer: Any
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+    loss_at: Any  # idx -> loss tensor (the framework's training loss, eager)
+    step: Any  # idx -> None, one optimizer step
+    autocast: Any  # () -> context manager: bf16 autocast, or nothing
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    module = "torch"
+    distributions = ("torch",)
+    modes = ("eager", "compiled")
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "tf32", "bf16")
+
+    @classmethod
+    def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
+        reason = super().unsupported_reason(task, cell)
+        if reason is None and cell.device == "cpu" and cell.precision != "fp32":
+            return f"precision {cell.precision!r} is offered on cuda only (cpu: fp32)"
+        return reason
+
+    # -- worker side -------------------------------------------------------
+
+    def configure(self, cell: Cell) -> dict[str, str]:
+        return {"TORCH_CPP_LOG_LEVEL": os.environ.get("TORCH_CPP_LOG_LEVEL", "ERROR")}
+
+    def import_framework(self, cell: Cell) -> None:
+        import torch
+
+        torch.set_num_threads(_threads(cell))
+        tf32 = cell.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+    def device_problem(self, cell: Cell) -> str | None:
+        import torch
+
+        if cell.device == "cuda" and not torch.cuda.is_available():
+            return "CUDA not visible to torch"
+        return None
+
+    def build(self, task: Task, cell: Cell, data: Dataset, weights: Weights) -> TorchState:
+        import torch
+
+        from backends import torch_model, torch_optim, torch_train
+
+        device = torch.device(cell.device)
+        spec = task.model()
+        torch.manual_seed(cell.seed)  # nothing here is random; this only makes that certain
+
+        def targets(y: np.ndarray) -> torch.Tensor:
+            dtype = np.int64 if task.loss == "cross_entropy" else np.float32
+            return torch.from_numpy(np.ascontiguousarray(y, dtype=dtype)).to(device)
+
+        x_train, y_train = torch_model.device_inputs(spec, data.x_train, device), targets(data.y_train)
+        x_test, y_test = torch_model.device_inputs(spec, data.x_test, device), targets(data.y_test)
+        net = torch_model.build_network(spec).to(device)
+        torch_model.load_weights(net, spec, weights)
+        params = [p for p in net.parameters() if p.requires_grad]
+        graphed = cell.mode == "compiled" and device.type == "cuda"
+        optimizer = torch_optim.make_optimizer(params, cell.hp, capturable=graphed)
+
+        def autocast() -> contextlib.AbstractContextManager:
+            if cell.precision == "bf16":
+                return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+
+        loss_at = torch_train.batch_loss(net, task.loss, x_train, y_train, autocast)
+        facts: dict[str, Any] = {"optimizer": type(optimizer).__name__,
+                                 "optimizer_args": {k: v for k, v in optimizer.defaults.items()
+                                                    if not isinstance(v, torch.Tensor)},
+                                 "memory_format": "channels_last" if torch_model.is_conv_net(spec) else "contiguous"}
+        if cell.mode == "eager":
+            step = torch_train.eager_step(loss_at, optimizer)
+            facts["step"] = "eager: zero_grad, forward, loss, backward, optimizer.step"
+        else:
+            step = torch_train.compiled_step(loss_at, optimizer)
+            facts["step"] = "torch.compile(forward+loss; inductor also compiles its backward) + torch.compile(optimizer.step)"
+            facts["inductor_compile_threads"] = torch._inductor.config.compile_threads
+            if "LSTM" in spec.layer_kinds():
+                facts["lstm"] = ("nn.LSTM runs as ATen's fused LSTM op between compiled graphs (dynamo does not trace "
+                                 "RNN modules); an unrolled LSTM compiled by inductor measured ~3x slower on CPU")
+            if graphed:
+                try:
+                    step = torch_train.graphed_step(step, optimizer, params, cell.hp, cell.hp.batch_size, device)
+                    facts["cuda_graph"] = "whole step captured (gather, forward, backward, capturable optimizer)"
+                except Exception as exc:  # noqa: BLE001 - run uncaptured, and say why
+                    facts["cuda_graph"] = f"capture failed, running uncaptured: {last_line(exc)}"
+        return TorchState(task, cell, device, net, optimizer, x_train, y_train, x_test, y_test, loss_at, step,
+                          autocast, facts)
+
+    def train_epoch(self, state: TorchState, order: np.ndarray) -> TorchState:
+        import torch
+
+        rows = torch.from_numpy(order).to(state.device)
+        step = state.step
+        for i in range(rows.shape[0]):
+            step(rows[i])
+        return state
+
+    def sync(self, state: TorchState) -> None:
+        import torch
+
+        if state.device.type == "cuda":
+            torch.cuda.synchronize(state.device)
+
+    def predict(self, state: TorchState, split: str) -> np.ndarray:
+        import torch
+
+        x = state.x_train if split == "train" else state.x_test if split == "test" else None
+        if x is None:
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        outputs = []
+        with torch.no_grad(), state.autocast():
+            for start in range(0, len(x), PREDICT_BATCH):
+                outputs.append(state.net(x[start: start + PREDICT_BATCH]).float().cpu())
+        return torch.cat(outputs).numpy()
+
+    def loss(self, state: TorchState, indices: np.ndarray) -> float:
+        import torch
+
+        with torch.no_grad():
+            idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(state.device)
+            return float(state.loss_at(idx))
+
+    def get_weights(self, state: TorchState) -> Weights:
+        from backends import torch_model
+
+        return torch_model.read_weights(state.net, state.task.model())
+
+    def peak_device_mb(self, state: TorchState) -> float | None:
+        import torch
+
+        if state.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(state.device) / 2**20
+        return None
+
+    def details(self, state: TorchState) -> dict[str, Any]:
+        import torch
+
+        facts = {
+            "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "autocast": "bf16" if state.cell.precision == "bf16" else None,
+            "predict": f"eager forward, no_grad, {PREDICT_BATCH} rows at a time",
+            **state.facts,
+        }
+        if state.device.type == "cuda":
+            facts["device_name"] = torch.cuda.get_device_name(state.device)
+        return facts
+
+
+@harness.hookimpl
+def bench_backends() -> list[type]:
+    return [TorchBackend]
