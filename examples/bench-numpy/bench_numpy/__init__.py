@@ -1,0 +1,17 @@
+"""bench-numpy: a pure-NumPy reference backend for bench, and the template for backend plugins.
+
+This module is what the `bench.plugins` entry point names. It only registers the
+Backend class; the numerical code is imported by the backend in the worker process.
+"""
+
+from harness import hookimpl
+
+from bench_numpy.backend import NumpyBackend
+
+__all__ = ["NumpyBackend", "bench_backends"]
+__version__ = "0.1.0"
+
+
+@hookimpl
+def bench_backends() -> list[type]:
+    return [NumpyBackend]

@@ -1,0 +1,110 @@
+"""What the backend class declares, checked without training anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from harness.api import DEVICES, OPTIMIZERS, PRECISIONS, Availability
+from harness.conformance.support import Case, Subject, hyperparams_for
+from harness.model import LAYER_KINDS
+
+NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # names go into comma-separated CLI lists, cell ids and file names
+
+
+def _strings(value) -> bool:
+    return isinstance(value, (tuple, list, frozenset, set)) and all(isinstance(v, str) and v for v in value)
+
+
+def test_name_module_and_distributions(subject: Subject):
+    b = subject.backend
+    assert isinstance(getattr(b, "name", None), str) and NAME.match(b.name), \
+        f"name must be letters, digits, '_' or '.', got {getattr(b, 'name', None)!r}"
+    assert isinstance(getattr(b, "module", None), str) and b.module, "module must name the framework's import name"
+    assert _strings(getattr(b, "distributions", None)) and b.distributions, \
+        "distributions must list the pip distribution(s) of the framework"
+
+
+def test_declared_modes_devices_precisions_optimizers_layers(subject: Subject):
+    b = subject.backend
+    assert _strings(b.modes) and b.modes and len(set(b.modes)) == len(b.modes), f"modes: {b.modes!r}"
+    assert all(NAME.match(m) for m in b.modes), f"mode names must be letters, digits, '_' or '.': {b.modes!r}"
+    assert _strings(b.devices) and b.devices and set(b.devices) <= set(DEVICES), \
+        f"devices {b.devices!r} must be among {DEVICES}"
+    assert _strings(b.precisions) and "fp32" in b.precisions and set(b.precisions) <= set(PRECISIONS), \
+        f"precisions {b.precisions!r} must include fp32 and be among {PRECISIONS}"
+    assert _strings(b.optimizers) and b.optimizers and set(b.optimizers) <= set(OPTIMIZERS), \
+        f"optimizers {b.optimizers!r} must be among {OPTIMIZERS}"
+    kinds = {k.__name__ for k in LAYER_KINDS}
+    assert _strings(b.layer_kinds) and b.layer_kinds and set(b.layer_kinds) <= kinds, \
+        f"layer_kinds {sorted(b.layer_kinds)!r} must be among {sorted(kinds)}"
+
+
+def test_is_available_with_a_version(subject: Subject):
+    a = subject.backend.availability()
+    assert isinstance(a, Availability)
+    assert a.ok, f"not available: {a.reason}"
+    assert isinstance(a.version, str) and a.version, "an available backend reports its framework's version"
+
+
+def test_unsupported_reasons_are_none_or_text(subject: Subject):
+    """Every task x mode x device x precision x optimizer gets None or a reason; undeclared choices get a reason."""
+    b = subject.backend
+    bad = []
+    for task in subject.tasks.values():
+        for mode in (*b.modes, "no_such_mode"):
+            for device in DEVICES:
+                for precision in PRECISIONS:
+                    for optimizer in OPTIMIZERS:
+                        cell = subject.cell(Case(task, mode, hyperparams_for(b, task)), device=device,
+                                            precision=precision, hp=task.hyperparams(optimizer=optimizer))
+                        reason = b.unsupported_reason(task, cell)
+                        declared = (mode in b.modes and device in b.devices and precision in b.precisions
+                                    and optimizer in b.optimizers)
+                        if reason is not None and not (isinstance(reason, str) and reason.strip()):
+                            bad.append(f"{cell.cell_id}: reason {reason!r} is not None or a sentence")
+                        elif reason is None and not declared:
+                            bad.append(f"{cell.cell_id}: supported although not declared")
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_supports_at_least_one_task(subject: Subject):
+    assert subject.cases, "no registered task is supported in any mode:\n" + "\n".join(
+        f"{case}: {reason}" for case, reason in subject.unsupported.items())
+
+
+PROBE = """
+import json, sys
+import harness.api, harness.model, harness.registry, tasks.builtin
+from harness.api import Cell
+from harness.registry import load_ref
+before = {module!r} in sys.modules
+cls = load_ref({ref!r})
+cls.availability()
+cls.version()
+for task_cls in tasks.builtin.bench_tasks():
+    task = task_cls()
+    for mode in cls.modes:
+        cls.unsupported_reason(task, Cell(cls.name, task.name, mode, "cpu", task.defaults))
+print(json.dumps({{"before": before, "after": {module!r} in sys.modules}}))
+"""
+
+
+def test_class_methods_do_not_import_the_framework(subject: Subject):
+    """bench's parent process asks every backend for availability and support; it must stay framework-free."""
+    b = subject.backend
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *(p for p in sys.path if p)]))
+    out = subprocess.run([sys.executable, "-c", PROBE.format(module=b.module, ref=subject.ref)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    if seen["before"]:
+        pytest.skip(f"the harness itself imports {b.module}")
+    assert not seen["after"], (f"importing {subject.ref} or calling availability/unsupported_reason imported "
+                               f"{b.module}: keep framework imports inside the worker-side methods")

@@ -1,0 +1,270 @@
+"""The conformance suite (harness/conformance): the NumPy example and the built-in backends pass it,
+and each deliberately broken backend below is caught by the check meant for its fault."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_numpy_plugin import EXAMPLE, install_numpy_plugin
+
+from bench_numpy.backend import NumpyBackend  # noqa: E402,I001  (importable once test_numpy_plugin set the path)
+from bench_numpy.optimizers import Optimizer  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- deliberately broken backends: each is the NumPy example with one realistic fault ----------------
+
+class TransposedWeights(NumpyBackend):
+    """get_weights hands back kernels in the (out, in) layout it would compute in: forgot the inverse mapping."""
+
+    def get_weights(self, state):
+        return [{k: (v.T.copy() if k == "kernel" else v) for k, v in p.items()} for p in super().get_weights(state)]
+
+
+class ReshapedKernels(NumpyBackend):
+    """Converts Dense kernels with reshape where a transpose was meant, and back the same way: the round
+    trip is exact, but the network computes with scrambled weights."""
+
+    def build(self, task, cell, data, weights):
+        scrambled = [{k: (v.reshape(v.shape[::-1]).T.copy() if k == "kernel" else v) for k, v in p.items()}
+                     for p in weights]
+        return super().build(task, cell, data, scrambled)
+
+    def get_weights(self, state):
+        return [{k: (v.T.reshape(v.shape).copy() if k == "kernel" else v) for k, v in p.items()}
+                for p in super().get_weights(state)]
+
+
+class AsyncNumpy(NumpyBackend):
+    """Trains on a background thread, the way an accelerator queues work; reads wait for the result.
+    Its sync is honest: it waits for the queued epoch."""
+
+    def import_framework(self, cell):
+        super().import_framework(cell)
+        self._queue = ThreadPoolExecutor(max_workers=1)
+
+    def train_epoch(self, state, order):
+        state.pending = self._queue.submit(NumpyBackend.train_epoch, self, state, order)
+        return state
+
+    def _wait(self, state):
+        pending = getattr(state, "pending", None)
+        if pending is not None:
+            pending.result()
+
+    def sync(self, state):
+        self._wait(state)
+
+    def predict(self, state, split):
+        self._wait(state)
+        return super().predict(state, split)
+
+    def loss(self, state, indices):
+        self._wait(state)
+        return super().loss(state, indices)
+
+    def get_weights(self, state):
+        self._wait(state)
+        return super().get_weights(state)
+
+
+class LyingSync(AsyncNumpy):
+    """Returns from sync at once, so the harness's clock stops while the epoch is still running."""
+
+    def sync(self, state):
+        return None
+
+
+class UnseededShuffle(NumpyBackend):
+    """Reshuffles the harness's batches with an unseeded generator."""
+
+    def train_epoch(self, state, order):
+        return super().train_epoch(state, order[np.random.default_rng().permutation(len(order))])
+
+
+class KeptOptimizerState(NumpyBackend):
+    """Keeps one optimizer (moments, step count) at class level, so a build inherits the previous run's."""
+
+    _kept = None
+
+    def build(self, task, cell, data, weights):
+        state = super().build(task, cell, data, weights)
+        if KeptOptimizerState._kept is None:
+            KeptOptimizerState._kept = state.optimizer
+        state.optimizer = KeptOptimizerState._kept
+        return state
+
+
+class _EpsilonHatAdam(Optimizer):
+    def _update(self, hp, w, g, s):
+        if hp.optimizer != "adam":
+            return super()._update(hp, w, g, s)
+        g += hp.weight_decay * w
+        s["m"] *= hp.beta1
+        s["m"] += (1 - hp.beta1) * g
+        s["v"] *= hp.beta2
+        s["v"] += (1 - hp.beta2) * g * g
+        lr_t = hp.lr * math.sqrt(1 - hp.beta2 ** self.t) / (1 - hp.beta1 ** self.t)
+        w -= lr_t * s["m"] / (np.sqrt(s["v"]) + hp.eps)
+
+
+class EpsilonHatAdam(NumpyBackend):
+    """Adam as Keras writes it (epsilon added to the uncorrected sqrt(v)): not the rule bench specifies."""
+
+    def build(self, task, cell, data, weights):
+        state = super().build(task, cell, data, weights)
+        state.optimizer = _EpsilonHatAdam(cell.hp, state.network.params)
+        return state
+
+
+class CompilesTwice(NumpyBackend):
+    """Pays a one-off cost in its second epoch (a sleep standing in for a second compilation)."""
+
+    def train_epoch(self, state, order):
+        state.epochs = getattr(state, "epochs", 0) + 1
+        if state.epochs == 2:
+            time.sleep(0.6)
+        return super().train_epoch(state, order)
+
+
+class ImportsFrameworkEarly(NumpyBackend):
+    """Imports its framework (here the stdlib's `wave`, as a stand-in) when asked whether it is available."""
+
+    module = "wave"
+
+    @classmethod
+    def availability(cls):
+        import wave  # noqa: F401  - the fault: the parent process now loads the framework
+
+        return super().availability()
+
+
+# -- running the suite -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def numpy_site(tmp_path_factory) -> Path:
+    return install_numpy_plugin(tmp_path_factory.mktemp("bench-numpy"))
+
+
+def conformance(backend: str, tmp_path: Path, *modules: str, site: Path | None = None,
+                timeout: float = 600) -> tuple[int, dict[str, str], str]:
+    """Run the suite (or some of its modules) in a fresh pytest; returns exit code, outcome per test, output."""
+    targets = [f"harness.conformance.{m}" for m in modules] or ["harness.conformance"]
+    report = tmp_path / f"conformance-{len(list(tmp_path.glob('conformance-*')))}.xml"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*([str(site)] if site else []), str(REPO), str(EXAMPLE)])
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.conformance.plugin", "--pyargs", *targets,
+                          "--bench-backend", backend, "-p", "no:cacheprovider", "-q", f"--junitxml={report}"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+    outcomes = {}
+    if report.exists():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            kinds = {child.tag for child in case} & {"failure", "error", "skipped"}
+            outcomes[case.get("name")] = kinds.pop() if kinds else "passed"
+    return out.returncode, outcomes, out.stdout + out.stderr
+
+
+def failed(outcomes: dict[str, str]) -> set[str]:
+    return {name for name, outcome in outcomes.items() if outcome in ("failure", "error")}
+
+
+def test_numpy_example_passes_by_its_registered_name(numpy_site, tmp_path):
+    code, outcomes, output = conformance("numpy", tmp_path, site=numpy_site)
+    assert code == 0, output
+    assert not failed(outcomes)
+    assert sum(o == "passed" for o in outcomes.values()) >= 20, output
+    assert "test_sync_waits_for_the_work[eager]" in outcomes
+
+
+def test_an_unknown_backend_is_a_usage_error(tmp_path):
+    code, _, output = conformance("no_such_backend", tmp_path, "test_contract")
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert "no backend named 'no_such_backend' is registered" in output
+
+
+def test_a_kernel_returned_transposed_fails_the_round_trip(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:TransposedWeights", tmp_path, "test_weights")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_get_weights_returns_the_weights_given_to_build[mnist_mlp-eager]",
+                                "test_initial_loss_matches_the_reference[mnist_mlp-eager]"}, output
+
+
+def test_a_scrambled_kernel_fails_parity_though_its_round_trip_is_exact(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:ReshapedKernels", tmp_path, "test_weights")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_initial_loss_matches_the_reference[mnist_mlp-eager]",
+                                "test_predictions_match_the_reference[mnist_mlp-eager]"}, output
+    assert outcomes["test_get_weights_returns_the_weights_given_to_build[mnist_mlp-eager]"] == "passed"
+
+
+def test_a_sync_that_returns_before_the_work_is_done_is_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:LyingSync", tmp_path, "test_sync")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_sync_waits_for_the_work[eager]"}
+    assert "sync returns before the work is done" in output
+
+
+def test_an_asynchronous_backend_with_an_honest_sync_passes(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:AsyncNumpy", tmp_path, "test_sync")
+    assert code == 0, output
+    assert set(outcomes.values()) == {"passed"}
+
+
+@pytest.mark.parametrize("backend", ["UnseededShuffle", "KeptOptimizerState"])
+def test_nondeterminism_is_caught(backend, tmp_path):
+    code, outcomes, output = conformance(f"tests.test_conformance:{backend}", tmp_path, "test_determinism")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_same_seed_same_weights_and_predictions[eager]"}
+    assert "seed 0 trained twice gave different weights" in output
+
+
+def test_an_optimizer_off_the_spec_is_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:EpsilonHatAdam", tmp_path, "test_optimizers")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_optimizer_follows_the_update_rule[eager-adam]"}, output
+    assert sum(o == "passed" for o in outcomes.values()) == 4
+
+
+def test_a_framework_imported_by_class_methods_is_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:ImportsFrameworkEarly", tmp_path, "test_contract")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_class_methods_do_not_import_the_framework"}, output
+
+
+def test_a_second_compilation_is_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:CompilesTwice", tmp_path, "test_steady_state")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_no_compilation_after_the_first_epoch[eager]"}
+    assert "compiled again after the first epoch" in output
+
+
+FULL_ENV = "BENCH_CONFORMANCE_BUILTINS"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_builtin_backend_conforms(backend, tmp_path):
+    """The contract checks always (seconds); the whole suite with BENCH_CONFORMANCE_BUILTINS=1 (minutes each)."""
+    from harness.registry import build_registry
+
+    registry, plugins = build_registry()
+    if backend not in registry.backends:
+        pytest.skip(f"{backend} backend not registered: "
+                    + "; ".join(f"{n}: {i.broken}" for n, i in plugins.infos.items() if i.broken))
+    if not registry.backends[backend].availability().ok:
+        pytest.skip(registry.backends[backend].availability().reason)
+    modules = () if os.environ.get(FULL_ENV) == "1" else ("test_contract",)
+    code, outcomes, output = conformance(backend, tmp_path, *modules, timeout=1200)
+    assert code == 0, output
+    assert not failed(outcomes)
