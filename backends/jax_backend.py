@@ -2,9 +2,9 @@
 
 eager:    jax.grad of the un-jitted loss and the optax update, dispatched op by op
           in a Python loop over the batches (LSTM: a Python loop over the time steps).
-compiled: jax.jit of the whole step; by default (per task, measured on CPU) the
-          whole epoch is one program, lax.scan over the rows of the order, with
-          params and optimizer state donated.
+compiled: jax.jit of the whole step, params and optimizer state donated; the whole
+          epoch is one program (lax.scan over the rows of the order) except where
+          a jitted step driven from Python measured faster (the CNN on CPU).
 predict and loss follow the mode (un-jitted in eager, jitted in compiled), so a
 mode's eval_s is that mode's own cost.
 
@@ -58,6 +58,42 @@ def _threads(cell: Cell) -> int:
         return cell.threads or len(os.sched_getaffinity(0))
     except AttributeError:
         return cell.threads or os.cpu_count() or 1
+
+
+def _describe(jax: Any, device: Any, cell: Cell, task: Task, epoch_loop: str, time_loop: str, opt_text: str,
+              compute_dtype: str) -> dict[str, Any]:
+    """The facts details() records: what runs, how it was compiled, threads and precision."""
+    compiled = cell.mode == "compiled"
+    threads = _threads(cell)
+    if compiled:
+        train_step = ("jax.jit of the whole step (forward, backward, optax update), params and optimizer state "
+                      "donated; " + ("lax.scan over the epoch's steps in one program" if epoch_loop == "scan"
+                                     else "Python loop over the jitted step"))
+    else:
+        train_step = "op by op: jax.grad of the un-jitted loss, un-jitted optax update, Python loop over steps"
+    info: dict[str, Any] = {
+        "jax": jax.__version__,
+        "device": str(device),
+        "train_step": train_step,
+        "epoch_loop": epoch_loop,
+        "optimizer": opt_text,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "compute_dtype": compute_dtype,
+        "predict": f"{'jax.jit' if compiled else 'op by op'}, batches of {PREDICT_BATCH}",
+        "threads": threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+    kinds = task.model().layer_kinds()
+    if cell.device == "cpu":
+        info["xla_cpu_thread_pool"] = f"sized by XLA from the affinity mask ({threads} cores)"
+        if compiled and epoch_loop == "step" and "Conv2D" in kinds:
+            info["epoch_loop_why"] = STEP_REASON
+    if "LSTM" in kinds:
+        loop = "lax.scan" if time_loop == "scan" else ("unrolled in the program" if compiled else "Python loop")
+        info["lstm"] = f"input projection hoisted out of the time loop; time loop: {loop}"
+    if "MaxPool2D" in kinds:
+        info["max_pool"] = "reshape + max (faster than lax.reduce_window's gradient on CPU)"
+    return info
 
 
 class JaxBackend(Backend):
@@ -114,8 +150,10 @@ class JaxBackend(Backend):
 
         from backends import jax_model, jax_optim, jax_train
 
-        if not hasattr(self, "device"):
-            self.device_problem(cell)
+        if not hasattr(self, "device"):  # build without the worker's device_problem call (tests)
+            problem = self.device_problem(cell)
+            if problem:
+                raise RuntimeError(problem)
         compiled = cell.mode == "compiled"
         on_cpu = cell.device == "cpu"
         epoch_loop = os.environ.get(EPOCH_LOOP_ENV) or (CPU_EPOCH_LOOP.get(task.name, "scan") if on_cpu else "scan")
@@ -139,30 +177,7 @@ class JaxBackend(Backend):
                        "x_test": put(data.x_test), "y_test": put(data.y_test)}
         params = jax_model.params_from_weights(weights, self.device)
         opt_state = opt.init(params)
-        threads = _threads(cell)
-        info = {
-            "jax": jax.__version__,
-            "device": str(self.device),
-            "train_step": ("jax.jit of the whole step (forward, backward, optax update), params and "
-                           "optimizer state donated; " + ("lax.scan over the epoch's steps in one program"
-                                                          if epoch_loop == "scan" else "Python loop over the jitted step"))
-            if compiled else "op by op: jax.grad of the un-jitted loss, un-jitted optax update, Python loop over steps",
-            "epoch_loop": epoch_loop,
-            **({"epoch_loop_why": STEP_REASON} if compiled and on_cpu and epoch_loop == "step" else {}),
-            "optimizer": opt_text,
-            "matmul_precision": str(jax.config.jax_default_matmul_precision),
-            "compute_dtype": jnp.dtype(compute_dtype).name,
-            "predict": f"{'jax.jit' if compiled else 'op by op'}, batches of {PREDICT_BATCH}",
-            "threads": threads,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "xla_cpu_thread_pool": f"sized by XLA from the affinity mask ({threads} cores)"
-            if cell.device == "cpu" else None,
-        }
-        if any(type(layer).__name__ == "LSTM" for layer in task.model().layers):
-            info["lstm"] = f"input projection hoisted out of the time loop; time loop: " + (
-                "lax.scan" if time_loop == "scan" else ("unrolled in the program" if compiled else "Python loop"))
-        if any(type(layer).__name__ == "MaxPool2D" for layer in task.model().layers):
-            info["max_pool"] = "reshape + max (faster than lax.reduce_window's gradient on CPU)"
+        info = _describe(jax, self.device, cell, task, epoch_loop, time_loop, opt_text, jnp.dtype(compute_dtype).name)
         return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, info)
 
     def train_epoch(self, state: JaxState, order: np.ndarray) -> JaxState:
