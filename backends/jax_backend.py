@@ -26,16 +26,16 @@ PREDICT_BATCH = 2000
 # What compiled mode runs on CPU, per task: "scan" = lax.scan over the epoch's steps in
 # one program, "step" = a Python loop over a jitted step; the LSTM's time loop is
 # lax.scan ("scan") or unrolled into the program ("python"). Chosen by measurement on a
-# 2-core CPU: scan wins for linear regression (~30x: per-step dispatch dominates) and the
-# LSTM (both scans: ~1.4x over a stepped loop, ~2x over an unrolled time loop, which also
-# compiles for 40 s+); for the MLP the two are even within the noise and scan compiles
-# faster; the CNN needs "step" (STEP_REASON). On CUDA
+# 2-core CPU: scan wins for linear regression (~4x: per-step dispatch dominates), the MLP
+# (~1.5x at 2 threads, ~1.2x at 1) and the LSTM (both scans: ~1.35x over a stepped loop,
+# ~2x over an unrolled time loop, which also compiles for 40 s+); the CNN needs "step"
+# (STEP_REASON). On CUDA
 # (not measured here) the whole epoch is one program, the usual best on a GPU.
 # BENCH_JAX_EPOCH_LOOP and BENCH_JAX_TIME_LOOP override both, for re-measuring.
 CPU_EPOCH_LOOP = {"linear_regression": "scan", "mnist_mlp": "scan", "mnist_cnn": "step", "mnist_lstm": "scan"}
 CPU_TIME_LOOP = {"mnist_lstm": "scan"}
 STEP_REASON = ("in a lax.scan, XLA's CPU compiler leaves the backward convolutions un-canonicalised, so they "
-               "run as naive loops instead of Eigen: about 25x slower than a jitted step")
+               "run as naive loops instead of Eigen: about 20x slower than a jitted step")
 EPOCH_LOOP_ENV = "BENCH_JAX_EPOCH_LOOP"
 TIME_LOOP_ENV = "BENCH_JAX_TIME_LOOP"
 # bf16: every matmul and conv gets bf16 operands, so the default precision is the bf16 one.
