@@ -176,7 +176,9 @@ class JaxBackend(Backend):
         device_data = {"x_train": put(data.x_train), "y_train": put(data.y_train),
                        "x_test": put(data.x_test), "y_test": put(data.y_test)}
         params = jax_model.params_from_weights(weights, self.device)
-        opt_state = opt.init(params)
+        # Committed to the device like everything the compiled epoch returns: an uncommitted leaf
+        # (optax's step count) would give the second epoch a different signature, and a recompile.
+        opt_state = jax.device_put(opt.init(params), self.device)
         info = _describe(jax, self.device, cell, task, epoch_loop, time_loop, opt_text, jnp.dtype(compute_dtype).name)
         return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, info)
 

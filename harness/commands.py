@@ -191,7 +191,7 @@ def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     root = results_root(args.out)
     choose("format", [args.format], report.FORMATS)
     paths = [results.resolve(r, root) for r in (args.runs or ["latest"])]
-    df = results.load(paths, root=root)
+    df = _load(paths, root)
     text = report.render(df, args.format)  # everything is rendered before anything is written
     _emit(text, args.output)
     return EXIT_OK
@@ -232,8 +232,20 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _load(paths: list[Path], root: Path):
+    """results.load, with unreadable records named on stderr as one line each rather than as Python warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = results.load(paths, root=root)
+    for problem in df.attrs.get("problems", []):
+        print(f"bench: warning: {problem}", file=sys.stderr)
+    return df
+
+
 def _records(run: Path, root: Path):
-    df = results.load([run], root=root)
+    df = _load([run], root)
     if df.empty:
         raise UsageError(f"run {run} has no records")
     return df

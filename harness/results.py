@@ -137,6 +137,40 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+_TEXT = ("run_id", "cell_id", "timestamp", "backend", "framework_version", "task", "mode", "device", "device_name",
+         "precision", "optimizer", "message", "log", "metric", "target")
+_NUMBERS = ("schema_version", "batch_size", "epochs", "lr", "weight_decay", "seed", "repeat", "train_size",
+            "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
+            "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "total_s", "wall_s", "metric_value",
+            "time_to_target_s", "epochs_to_target", "peak_host_mb", "peak_device_mb", "initial_loss",
+            "initial_loss_ref")
+_SHAPES: dict[str, tuple[type, ...]] = {
+    **{k: (str,) for k in _TEXT}, **{k: (int, float) for k in _NUMBERS},
+    "target_met": (bool,), "epoch_s": (list,), "curve": (list,), "metrics": (dict,), "details": (dict,),
+    "env": (dict,),
+}
+
+
+def record_problem(record: Any) -> str:
+    """Why a parsed JSON value is not a usable record ('' if it is): reports must never trip on a field's type."""
+    if not isinstance(record, dict):
+        return "not an object"
+    for key in ("cell_id", "status"):
+        if not isinstance(record.get(key), str):
+            return f"no {key}"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    for key, types in _SHAPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return f"{key} is {type(value).__name__}"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record.get("epoch_s") or []):
+        return "epoch_s holds non-numbers"
+    if not all(isinstance(point, dict) for point in record.get("curve") or []):
+        return "curve holds non-objects"
+    return ""
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """All readable records of one records file, and a message per unreadable line."""
     records, problems = [], []
@@ -152,8 +186,9 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except (UnicodeDecodeError, ValueError):
             problems.append(f"{path}:{number}: unreadable record skipped (truncated or corrupt)")
             continue
-        if not isinstance(record, dict) or "cell_id" not in record or "status" not in record:
-            problems.append(f"{path}:{number}: not a bench record, skipped")
+        wrong = record_problem(record)
+        if wrong:
+            problems.append(f"{path}:{number}: not a bench record ({wrong}), skipped")
             continue
         records.append(record)
     return records, problems

@@ -1,0 +1,74 @@
+"""Property: whatever bytes sit in a result file, `bench report` and `bench compare` succeed or exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from harness.cli import main
+
+RUNS = Path(__file__).parent / "fixtures" / "runs"
+FIXTURE_RECORDS = [json.loads(line) for line in (RUNS / "report-small" / "records.jsonl").read_text().splitlines()]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6)
+FIELDS = sorted({key for record in FIXTURE_RECORDS for key in record})
+
+
+@st.composite
+def records_files(draw) -> bytes:
+    """Random bytes, or the fixture's records with fields replaced, removed, cut short or interleaved with junk."""
+    kind = draw(st.sampled_from(["bytes", "mutated", "truncated"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=400))
+    lines = []
+    for record in FIXTURE_RECORDS:
+        record = dict(record)
+        for key in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
+            if draw(st.booleans()):
+                record[key] = draw(JSON_VALUES)
+            else:
+                record.pop(key, None)
+        lines.append(json.dumps(record).encode())
+        if draw(st.booleans()):
+            lines.append(draw(st.binary(max_size=30)).replace(b"\n", b""))
+    data = b"\n".join(lines)
+    if kind == "truncated":
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
+
+
+def _check(code: int, err: str, argv: list[str]) -> None:
+    event(f"{argv[0]} exit {code}")
+    assert code in (0, 2), (argv, err)
+    assert "Traceback" not in err
+    if code == 2:
+        lines = err.splitlines()
+        assert lines[-1].startswith("bench: error: ") and len(lines[-1]) > len("bench: error: ")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=records_files(), run_file=st.one_of(st.none(), st.binary(max_size=60)),
+       fmt=st.sampled_from(["table", "md", "csv", "json", "html"]), compare=st.booleans())
+def test_corrupt_result_files_give_a_report_or_exit_2(records, run_file, fmt, compare, tmp_path, capsys):
+    shutil.rmtree(tmp_path / "results", ignore_errors=True)  # tmp_path is shared by every example
+    run = tmp_path / "results" / "20260101-000000-fuzz"
+    shutil.copytree(RUNS / "report-small", run)
+    (run / "records.jsonl").write_bytes(records)
+    if run_file is not None:
+        (run / "run.json").write_bytes(run_file)
+    output = tmp_path / "out.txt"
+    output.unlink(missing_ok=True)
+    if compare:
+        argv = ["compare", str(RUNS / "report-small"), str(run), "--format", fmt if fmt != "html" else "md"]
+    else:
+        argv = ["report", str(run), "--format", fmt, "--output", str(output)]
+    code = main(argv + ["--out", str(tmp_path / "results")])
+    _check(code, capsys.readouterr().err, argv)
+    if code == 2:
+        assert not output.exists(), "a failed report must not leave a partial file"
