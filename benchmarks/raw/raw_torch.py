@@ -94,7 +94,7 @@ def run(task: str, mode: str, epochs: int = common.DEFAULT_EPOCHS, train_size: i
     variant = ("eager" if mode == "eager" else "torch.compile(step: forward, loss, backward, optimizer.step)")
     return common.RawResult(
         framework="torch", framework_version=torch.__version__, task=task, mode=mode,
-        variant=f"{variant}; {'NCHW' if conv else 'dense'}; torch.optim.{type(opt).__name__}",
+        variant=f"{variant}{'; NCHW convolutions' if conv else ''}; torch.optim.{type(opt).__name__}",
         threads=torch.get_num_threads(), train_size=len(data.x_train), test_size=len(data.x_test),
         batch_size=hp.batch_size, steps_per_epoch=work.steps, epochs=epochs, import_s=import_s, load_s=work.load_s,
         setup_s=setup_s, epoch_s=epoch_s, first_epoch_s=epoch_s[0], steady_epoch_s=common.steady(epoch_s),
