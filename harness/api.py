@@ -212,6 +212,7 @@ class Backend(ABC):
     name: ClassVar[str]
     module: ClassVar[str]  # the framework's import name, e.g. "tensorflow"
     distributions: ClassVar[tuple[str, ...]]  # pip distributions that provide it; the first installed gives the version
+    # Plainest first, best last: `bench run` without --mode runs only the last one.
     modes: ClassVar[tuple[str, ...]] = ("eager", "compiled")
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)

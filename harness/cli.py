@@ -87,7 +87,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run benchmark cells and print the table")
     run.add_argument("--backend", type=_names, help="backends, comma-separated (default: every available one)")
     run.add_argument("--task", type=_names, help="tasks, comma-separated (default: all)")
-    run.add_argument("--mode", type=_names, help="modes, comma-separated (default: each backend's modes)")
+    run.add_argument("--mode", type=_names,
+                     help="modes, comma-separated, e.g. eager,compiled (default: each backend's best, the last it lists)")
     run.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, the best device here)")
     run.add_argument("--precision", default="fp32", help="fp32 (default), tf32 or bf16")
     run.add_argument("--repeat", type=_positive_int("--repeat"), default=1, help="repeats, each its own process")

@@ -15,7 +15,7 @@ class Selection:
 
     backends: list[str]
     tasks: list[str]
-    modes: list[str] | None = None
+    modes: list[str] | None = None  # None: each backend's best mode (the last of its modes)
     devices: list[str] | None = None  # None: each backend's best device here (cuda when a GPU is visible)
     precision: str = "fp32"
     repeat: int = 1
@@ -64,7 +64,7 @@ def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[
                 samples = task.train_samples(sel.train_size)
                 if hp.batch_size > samples:
                     raise PlanError(f"batch size {hp.batch_size} exceeds the {samples} training samples of {task_name}")
-                for mode in sel.modes or list(backend.modes):
+                for mode in sel.modes or list(backend.modes[-1:]):
                     cell = Cell(
                         backend=backend_name, task=task_name, mode=mode, device=device, hp=hp,
                         precision=sel.precision, seed=sel.seed, repeat=repeat, train_size=sel.train_size,

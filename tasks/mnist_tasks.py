@@ -43,7 +43,9 @@ class MnistCNN(MnistTask):
     name = "mnist_cnn"
     description = "MNIST, Conv(32,3) → MaxPool 2 → Conv(64,3) → MaxPool 2 → Dense(64) → Dense(10)"
     targets = (Target("accuracy", ">=", 0.985),)
-    defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=3)
+    # 4 epochs, not 3: after 3 the accuracy over seeds and frameworks spread from 0.984 to 0.989
+    # (framework rounding alone moves it by 0.002), after 4 from 0.988 to 0.991.
+    defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=4)
 
     def model(self) -> ModelSpec:
         return ModelSpec((28, 28, 1), (

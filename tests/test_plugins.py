@@ -72,8 +72,8 @@ def test_bench_cell_finished_hook_sees_every_record(plugin_site, tmp_path):
                 f.write(record["cell_id"] + " " + record["status"] + "\\n")
     """)
     plugin_site.install("bench-fake", "bench_fake", "from tests.fakes import bench_backends\n", {"fake": "bench_fake"})
-    out = bench("run", "--backend", "fake", "--task", "linear_regression", "--epochs", "2", "--out",
-                str(tmp_path / "results"), env=plugin_site.env())
+    out = bench("run", "--backend", "fake", "--task", "linear_regression", "--mode", "eager,compiled", "--epochs",
+                "2", "--out", str(tmp_path / "results"), env=plugin_site.env())
     assert out.returncode == 0, out.stderr
     lines = seen.read_text().splitlines()
     assert len(lines) == 2 and all(line.endswith(" ok") for line in lines)

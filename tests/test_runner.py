@@ -35,13 +35,18 @@ def _run(registry, tmp_path, **selection):
 
 def test_plan_is_the_full_grid_with_repeats_outermost(registry):
     sel = Selection(backends=["fake"], tasks=["linear_regression", "mnist_mlp"], repeat=2,
-                    batch_sizes=[16, 32], optimizers=["sgd", "adam"])
+                    batch_sizes=[16, 32], optimizers=["sgd", "adam"], modes=list(FakeBackend.modes))
     cells = [p.cell for p in plan(registry, sel)]
     assert len(cells) == 2 * 2 * 2 * 2 * len(FakeBackend.modes)
     assert [c.repeat for c in cells] == sorted(c.repeat for c in cells)
     assert len({c.cell_id for c in cells}) == len(cells)
     adam = [p for p in plan(registry, sel) if p.cell.hp.optimizer == "adam"]
     assert all(p.skip_reason == "optimizer 'adam' not implemented" for p in adam)
+
+
+def test_without_modes_each_backend_runs_its_best_mode_only(registry):
+    cells = [p.cell for p in plan(registry, Selection(backends=["fake"], tasks=["linear_regression", "mnist_mlp"]))]
+    assert [c.mode for c in cells] == [FakeBackend.modes[-1]] * 2
 
 
 def test_unsupported_layers_are_skipped_with_reason(registry, tmp_path):
