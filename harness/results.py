@@ -64,6 +64,8 @@ SCHEMA: dict[str, str] = {
     "step_ms_p90": "90th percentile of that latency",
     "samples_per_s": "training throughput in the steady state",
     "eval_s": "time to predict the test split once",
+    "eval_total_s": "all the evaluations after each epoch (prediction, metrics, weights read back), untimed for training",
+    "latency_s": "the whole step-latency phase after training (warm-up and timed single steps)",
     "total_s": "the worker's wall time, import to finish",
     "wall_s": "the cell's wall time seen by the runner, process start included",
     "metric": "name of the task's headline metric",
@@ -141,7 +143,7 @@ _TEXT = ("run_id", "cell_id", "timestamp", "backend", "framework_version", "task
          "precision", "optimizer", "message", "log", "metric", "target")
 _NUMBERS = ("schema_version", "batch_size", "epochs", "lr", "weight_decay", "seed", "repeat", "train_size",
             "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
-            "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "total_s", "wall_s", "metric_value",
+            "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "eval_total_s", "latency_s", "total_s", "wall_s", "metric_value",
             "time_to_target_s", "epochs_to_target", "peak_host_mb", "peak_device_mb", "initial_loss",
             "initial_loss_ref")
 _SHAPES: dict[str, tuple[type, ...]] = {

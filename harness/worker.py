@@ -125,6 +125,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     status, message = "ok", ""
     scores: dict[str, float] = {}
     eval_s = None
+    eval_total_s = 0.0
     for epoch in range(hp.epochs):
         order = batch_order(epoch)
         emit({"event": "epoch_start", "epoch": epoch + 1, "epochs": hp.epochs})
@@ -133,7 +134,9 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
         state = backend.train_epoch(state, order)
         backend.sync(state)
         epoch_s.append(clock() - t0)
+        t_eval = clock()
         scores, eval_s = evaluate(state)  # untimed for training; the last one is the reported eval_s
+        eval_total_s += clock() - t_eval
         trained = float(sum(epoch_s))
         curve.append({"epoch": epoch + 1, "train_s": trained, **scores})
         emit({"event": "epoch", "epoch": epoch + 1, "epochs": hp.epochs, "train_s": trained,
@@ -146,6 +149,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
             break
 
     step_ms: list[float] = []
+    t_latency = clock()
     if status == "ok" and cell.latency_steps > 0:
         emit({"event": "phase", "phase": "latency"})
         one = batch_order(hp.epochs)[:1]
@@ -156,6 +160,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
             backend.sync(state)
             if i >= 2:
                 step_ms.append((clock() - t0) * 1e3)
+    latency_s = clock() - t_latency
 
     steady = median(epoch_s[1:]) if len(epoch_s) > 1 else None
     if steady is not None:
@@ -184,6 +189,8 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
         "step_ms_p90": percentile(step_ms, 90),
         "samples_per_s": steps * hp.batch_size / steady_or_first if steady_or_first else None,
         "eval_s": eval_s,
+        "eval_total_s": eval_total_s,
+        "latency_s": latency_s,
         "total_s": clock() - started,
         "metric": task.metric,
         "metric_value": scores.get(task.metric),

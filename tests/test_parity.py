@@ -1,0 +1,49 @@
+"""The three frameworks at parity: from the task's initial weights, torch, tensorflow and jax compute the same
+initial loss (1e-5 relative) on every task, and after one epoch in the same batch order their test accuracies
+agree within half a percentage point. One `bench run` of the three backends, each cell in its own process."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+
+import pytest
+
+from harness import results
+from tests.conftest import bench
+
+BACKENDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+MNIST = ("mnist_mlp", "mnist_cnn", "mnist_lstm")
+# A subset keeps the eager LSTM of JAX (op by op) to seconds; 48 steps of Adam is well past the first
+# few where rounding could flip many predictions.
+TRAIN, TEST = 6144, 2000
+
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in BACKENDS.values()),
+                                reason="parity needs torch, tensorflow and jax installed")
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parity")
+    env = dict(os.environ, BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    done = bench("run", "--backend", ",".join(BACKENDS), "--mode", "eager", "--epochs", "1", "--train-size",
+                 str(TRAIN), "--test-size", str(TEST), "--out", str(out), env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    df = results.load(root=out)
+    assert set(df["status"]) == {"ok"} and len(df) == len(BACKENDS) * 4
+    return df.set_index(["task", "backend"])
+
+
+@pytest.mark.parametrize("task", ["linear_regression", *MNIST])
+def test_initial_losses_agree_within_1e5(one_epoch, task):
+    losses = {b: one_epoch.loc[(task, b), "initial_loss"] for b in BACKENDS}
+    for a, b in itertools.combinations(BACKENDS, 2):
+        assert losses[a] == pytest.approx(losses[b], rel=1e-5), losses
+
+
+@pytest.mark.parametrize("task", MNIST)
+def test_accuracies_after_one_epoch_agree_within_half_a_point(one_epoch, task):
+    accuracy = {b: one_epoch.loc[(task, b), "metric_value"] for b in BACKENDS}
+    assert max(accuracy.values()) - min(accuracy.values()) <= 0.005, accuracy
+    assert min(accuracy.values()) > 0.5, accuracy  # trained, not three copies of chance
