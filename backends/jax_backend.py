@@ -53,18 +53,11 @@ class JaxState:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _threads(cell: Cell) -> int:
-    try:
-        return cell.threads or len(os.sched_getaffinity(0))
-    except AttributeError:
-        return cell.threads or os.cpu_count() or 1
-
-
 def _describe(jax: Any, device: Any, cell: Cell, task: Task, epoch_loop: str, time_loop: str, opt_text: str,
               compute_dtype: str) -> dict[str, Any]:
     """The facts details() records: what runs, how it was compiled, threads and precision."""
     compiled = cell.mode == "compiled"
-    threads = _threads(cell)
+    threads = cell.thread_count()
     if compiled:
         train_step = ("jax.jit of the whole step (forward, backward, optax update), params and optimizer state "
                       "donated; " + ("lax.scan over the epoch's steps in one program" if epoch_loop == "scan"
@@ -120,7 +113,7 @@ class JaxBackend(Backend):
         # XLA's CPU thread pool is sized from the affinity mask the harness set; with one core,
         # also keep Eigen's matmuls/convs on the calling thread instead of handing them to the pool.
         flags = os.environ.get("XLA_FLAGS", "")
-        if _threads(cell) == 1 and "--xla_cpu_multi_thread_eigen" not in flags:
+        if cell.thread_count() == 1 and "--xla_cpu_multi_thread_eigen" not in flags:
             flags = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
         if flags:
             env["XLA_FLAGS"] = flags

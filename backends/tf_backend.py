@@ -78,7 +78,7 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
 
         # Thread pools are fixed when the runtime starts, i.e. before the first op.
-        threads = cell.threads or len(os.sched_getaffinity(0))
+        threads = cell.thread_count()
         for set_threads in (tf.config.threading.set_intra_op_parallelism_threads,
                             tf.config.threading.set_inter_op_parallelism_threads):
             try:

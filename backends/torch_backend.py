@@ -19,13 +19,6 @@ from harness.worker import last_line
 PREDICT_BATCH = 2000
 
 
-def _threads(cell: Cell) -> int:
-    try:
-        return cell.threads or len(os.sched_getaffinity(0))
-    except AttributeError:
-        return cell.threads or os.cpu_count() or 1
-
-
 @dataclass
 class TorchState:
     task: Task
@@ -66,7 +59,7 @@ class TorchBackend(Backend):
     def import_framework(self, cell: Cell) -> None:
         import torch
 
-        torch.set_num_threads(_threads(cell))
+        torch.set_num_threads(cell.thread_count())
         tf32 = cell.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32

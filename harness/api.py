@@ -169,6 +169,12 @@ class Cell:
     backend_ref: str = ""  # "module:QualName" of the Backend class, so a worker needs no plugin discovery
     task_ref: str = ""
 
+    def thread_count(self) -> int:
+        """The CPU threads this cell runs with: --threads, else every core the process may use."""
+        from harness.envinfo import usable_cores
+
+        return self.threads or usable_cores()
+
     @property
     def cell_id(self) -> str:
         parts = [self.backend, self.task, self.mode, self.device, self.precision, self.hp.optimizer,

@@ -97,19 +97,25 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
     return record
 
 
+def private_caches(scratch: Path) -> dict[str, str]:
+    """Cold, private compile caches under `scratch`: compile times are honest and nothing leaks into $HOME or /tmp."""
+    return {
+        "PYTHONUNBUFFERED": "1",
+        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
+        "TRITON_CACHE_DIR": str(scratch / "triton"),
+        "KERAS_HOME": str(scratch / "keras"),
+        "TMPDIR": str(scratch),
+    }
+
+
 def _child_env(cell: Cell, scratch: Path) -> dict[str, str]:
     env = dict(os.environ)
     # The worker must import what this process imports (plugins installed in odd places, tests).
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
+    env.update(private_caches(scratch))
     env.update({
-        "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        # Cold, private compile caches: compile times are honest and nothing leaks into $HOME or /tmp.
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
-        "TRITON_CACHE_DIR": str(scratch / "triton"),
-        "KERAS_HOME": str(scratch / "keras"),
-        "TMPDIR": str(scratch),
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "TF_FORCE_GPU_ALLOW_GROWTH": "true",
     })

@@ -2,8 +2,8 @@
 
 Run as `python -m harness.worker` with the cell as JSON on stdin; progress and the
 result go as JSON lines to the file descriptor named by BENCH_EVENT_FD. Only the
-standard library is imported before the thread settings are in the environment,
-because numerical libraries read them once, when they load.
+standard library and pure-Python harness modules are imported before the thread
+settings are in the environment, because numerical libraries read them once, when they load.
 """
 
 from __future__ import annotations
@@ -21,13 +21,6 @@ Emit = Callable[[dict[str, Any]], None]
 
 def thread_env(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_ENV}
-
-
-def _default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _oom(exc: BaseException) -> bool:
@@ -70,7 +63,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     from harness.timing import clock, median, percentile
 
     started = clock()
-    threads = cell.threads or _default_threads()
+    threads = cell.thread_count()
     backend = load_ref(cell.backend_ref)()
     task = load_ref(cell.task_ref)()
     os.environ.update(backend.configure(cell))
@@ -94,10 +87,8 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     if steps < 1:
         return {"status": "error", "message": f"batch size {hp.batch_size} exceeds the {n_train} training samples"}
 
-    def batch_order(epoch: int) -> np.ndarray:
-        """The same permutation for every backend: seeded by (seed, epoch); the remainder is dropped."""
-        perm = np.random.default_rng([cell.seed, epoch]).permutation(n_train)
-        return perm[: steps * hp.batch_size].reshape(steps, hp.batch_size).astype(np.int64)
+    def order_of(epoch: int) -> np.ndarray:
+        return batch_order(cell.seed, epoch, n_train, hp.batch_size)
 
     emit({"event": "phase", "phase": "setup"})
     t0 = clock()
@@ -105,7 +96,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     backend.sync(state)
     setup_s = clock() - t0
 
-    first_batch = batch_order(0)[0]
+    first_batch = order_of(0)[0]
     initial_loss = float(backend.loss(state, first_batch))
     ref_out = reference.forward(task.model(), weights, data.x_train[first_batch])
     initial_loss_ref = m.loss_value(task.loss, ref_out, data.y_train[first_batch])
@@ -127,7 +118,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     eval_s = None
     eval_total_s = 0.0
     for epoch in range(hp.epochs):
-        order = batch_order(epoch)
+        order = order_of(epoch)
         emit({"event": "epoch_start", "epoch": epoch + 1, "epochs": hp.epochs})
         backend.sync(state)
         t0 = clock()
@@ -152,7 +143,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     t_latency = clock()
     if status == "ok" and cell.latency_steps > 0:
         emit({"event": "phase", "phase": "latency"})
-        one = batch_order(hp.epochs)[:1]
+        one = order_of(hp.epochs)[:1]
         for i in range(2 + cell.latency_steps):  # two warm-up steps, e.g. to compile a 1-step program
             backend.sync(state)
             t0 = clock()
@@ -208,6 +199,16 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     }
 
 
+def batch_order(seed: int, epoch: int, n_train: int, batch_size: int) -> "np.ndarray":  # noqa: F821
+    """The same order for every backend: a permutation seeded by (seed, epoch), the remainder dropped,
+    as (steps, batch_size) int64 training-set indices."""
+    import numpy as np
+
+    steps = n_train // batch_size
+    perm = np.random.default_rng([seed, epoch]).permutation(n_train)
+    return perm[: steps * batch_size].reshape(steps, batch_size).astype(np.int64)
+
+
 def pin_threads(threads: int) -> None:
     """Pin this process to `threads` cores and tell the numerical libraries, before any is loaded.
 
@@ -223,7 +224,9 @@ def pin_threads(threads: int) -> None:
 
 def main() -> None:
     cell_data = json.loads(sys.stdin.read())
-    pin_threads(cell_data.get("threads") or _default_threads())
+    from harness.envinfo import usable_cores
+
+    pin_threads(cell_data.get("threads") or usable_cores())
     fd = int(os.environ.get(EVENT_FD_ENV, "1"))
     out = os.fdopen(fd, "w", buffering=1, closefd=False)
 

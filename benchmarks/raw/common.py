@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from harness.envinfo import usable_cores
+from harness.worker import batch_order  # the raw loops take the harness's own order
+
 clock = time.perf_counter
 STARTED = clock()  # this module is imported first, so this is (nearly) the script's start
 
@@ -91,18 +94,11 @@ def parse_args(framework: str, modes: Sequence[str], argv: Sequence[str] | None 
     return args
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def pin(threads: int | None) -> int:
     """Pin this process exactly as a harness worker pins itself; must run before the framework loads."""
     from harness.worker import pin_threads
 
-    threads = threads or available_cores()
+    threads = threads or usable_cores()
     pin_threads(threads)
     return threads
 
@@ -122,14 +118,6 @@ def load_workload(task_name: str, train_size: int | None, test_size: int | None,
     return Workload(task, data, task.init_weights(seed), hp, load_s)
 
 
-def batch_order(seed: int, epoch: int, n_train: int, batch_size: int):
-    """The harness's order for this epoch (harness/worker.py): a permutation seeded by (seed, epoch),
-    the remainder dropped, as a (steps, batch_size) int64 array."""
-    import numpy as np
-
-    steps = n_train // batch_size
-    perm = np.random.default_rng([seed, epoch]).permutation(n_train)
-    return perm[: steps * batch_size].reshape(steps, batch_size).astype(np.int64)
 
 
 def timed_epochs(run_epoch: Callable[[Any], None], sync: Callable[[], None], work: Workload, seed: int,

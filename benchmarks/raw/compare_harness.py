@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.raw.common import DEFAULT_EPOCHS, TASKS
+from harness.runner import private_caches
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = {"torch": "raw_torch", "tensorflow": "raw_tf", "jax": "raw_jax"}
@@ -104,14 +105,8 @@ def _env(scratch: Path) -> dict[str, str]:
     harness's runner gives each cell (harness/runner.py), so neither side reuses the other's compilations."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
-        "TRITON_CACHE_DIR": str(scratch / "triton"),
-        "KERAS_HOME": str(scratch / "keras"),
-        "TMPDIR": str(scratch),
-    })
+    env.update(private_caches(scratch))
+    env["TF_CPP_MIN_LOG_LEVEL"] = env.get("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
 

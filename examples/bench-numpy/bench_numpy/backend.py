@@ -66,7 +66,7 @@ class NumpyBackend(Backend):
             optimizer=self._optimizers.Optimizer(cell.hp, net.params),
             data=data,
             loss_fn=self._losses.LOSSES[task.loss],
-            threads=cell.threads or len(os.sched_getaffinity(0)),
+            threads=cell.thread_count(),
         )
 
     def train_epoch(self, state: State, order) -> State:
