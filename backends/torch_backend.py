@@ -14,7 +14,6 @@ import numpy as np
 
 import harness
 from harness.api import Backend, Cell, Dataset, Task, Weights
-from harness.worker import last_line
 
 PREDICT_BATCH = 2000
 
@@ -91,7 +90,6 @@ class TorchBackend(Backend):
         torch_model.load_weights(net, spec, weights)
         params = [p for p in net.parameters() if p.requires_grad]
         graphed = cell.mode == "compiled" and device.type == "cuda"
-        optimizer = torch_optim.make_optimizer(params, cell.hp, capturable=graphed)
 
         def autocast() -> contextlib.AbstractContextManager:
             if cell.precision == "bf16":
@@ -99,26 +97,39 @@ class TorchBackend(Backend):
             return contextlib.nullcontext()
 
         loss_at = torch_train.batch_loss(net, task.loss, x_train, y_train, autocast)
-        facts: dict[str, Any] = {"optimizer": type(optimizer).__name__,
-                                 "optimizer_args": {k: v for k, v in optimizer.defaults.items()
-                                                    if not isinstance(v, torch.Tensor)},
-                                 "memory_format": "channels_last" if torch_model.is_conv_net(spec) else "contiguous"}
-        if cell.mode == "eager":
-            step = torch_train.eager_step(loss_at, optimizer)
-            facts["step"] = "eager: zero_grad, forward, loss, backward, optimizer.step"
+        facts: dict[str, Any] = {"memory_format": "channels_last" if torch_model.is_conv_net(spec) else "contiguous"}
+        if cell.mode == "compiled" and "LSTM" not in spec.layer_kinds():
+            optimizer = torch_optim.FunctionalOptimizer(params, cell.hp)
+            step = torch_train.whole_step(net, task.loss, x_train, y_train, autocast, optimizer)
+            reset = optimizer.reset
+            facts["optimizer"] = optimizer.describe()
+            facts["step"] = ("torch.compile of the whole step in one graph: torch.func.grad of the functional "
+                             "forward and loss, and the update")
         else:
-            step = torch_train.compiled_step(loss_at, optimizer)
-            facts["step"] = "torch.compile(forward+loss; inductor also compiles its backward) + torch.compile(optimizer.step)"
+            optimizer = torch_optim.make_optimizer(params, cell.hp, capturable=graphed)
+            facts["optimizer"] = type(optimizer).__name__
+            facts["optimizer_args"] = {k: v for k, v in optimizer.defaults.items() if not isinstance(v, torch.Tensor)}
+
+            def reset() -> None:
+                torch_optim.reset_state(optimizer, cell.hp)
+                optimizer.zero_grad(set_to_none=True)  # grads are then allocated from the graph's private pool
+
+            if cell.mode == "eager":
+                step = torch_train.eager_step(loss_at, optimizer)
+                facts["step"] = "eager: zero_grad, forward, loss, backward, optimizer.step"
+            else:
+                step = torch_train.compiled_step(loss_at, optimizer)
+                facts["step"] = ("torch.compile(forward+loss; inductor also compiles its backward) + "
+                                 "torch.compile(optimizer.step)")
+                facts["lstm"] = ("nn.LSTM runs as ATen's fused LSTM op between compiled graphs (dynamo does not "
+                                 "trace RNN modules); an unrolled LSTM compiled by inductor, and the LSTM under "
+                                 "torch.func.grad in one graph, measured ~3x slower on CPU")
+        if cell.mode == "compiled":
             facts["inductor_compile_threads"] = torch._inductor.config.compile_threads
-            if "LSTM" in spec.layer_kinds():
-                facts["lstm"] = ("nn.LSTM runs as ATen's fused LSTM op between compiled graphs (dynamo does not trace "
-                                 "RNN modules); an unrolled LSTM compiled by inductor measured ~3x slower on CPU")
+            if device.type == "cpu":
+                facts["inductor_toolchain_s"] = torch_train.prepare_cpu_toolchain()
             if graphed:
-                try:
-                    step = torch_train.graphed_step(step, optimizer, params, cell.hp, cell.hp.batch_size, device)
-                    facts["cuda_graph"] = "whole step captured (gather, forward, backward, capturable optimizer)"
-                except Exception as exc:  # noqa: BLE001 - run uncaptured, and say why
-                    facts["cuda_graph"] = f"capture failed, running uncaptured: {last_line(exc)}"
+                step = torch_train.graphed_step(step, reset, params, cell.hp.batch_size, device, facts)
         return TorchState(task, cell, device, net, optimizer, x_train, y_train, x_test, y_test, loss_at, step,
                           autocast, facts)
 

@@ -66,6 +66,7 @@ SCHEMA: dict[str, str] = {
     "eval_s": "time to predict the test split once",
     "eval_total_s": "all the evaluations after each epoch (prediction, metrics, weights read back), untimed for training",
     "latency_s": "the whole step-latency phase after training (warm-up and timed single steps)",
+    "initial_loss_s": "computing the first batch's loss before training, the framework's and the reference's (parity check)",
     "total_s": "the worker's wall time, import to finish",
     "wall_s": "the cell's wall time seen by the runner, process start included",
     "metric": "name of the task's headline metric",
@@ -143,9 +144,9 @@ _TEXT = ("run_id", "cell_id", "timestamp", "backend", "framework_version", "task
          "precision", "optimizer", "message", "log", "metric", "target")
 _NUMBERS = ("schema_version", "batch_size", "epochs", "lr", "weight_decay", "seed", "repeat", "train_size",
             "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
-            "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "eval_total_s", "latency_s", "total_s", "wall_s", "metric_value",
-            "time_to_target_s", "epochs_to_target", "peak_host_mb", "peak_device_mb", "initial_loss",
-            "initial_loss_ref")
+            "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "eval_total_s", "latency_s",
+            "initial_loss_s", "total_s", "wall_s", "metric_value", "time_to_target_s", "epochs_to_target",
+            "peak_host_mb", "peak_device_mb", "initial_loss", "initial_loss_ref")
 _SHAPES: dict[str, tuple[type, ...]] = {
     **{k: (str,) for k in _TEXT}, **{k: (int, float) for k in _NUMBERS},
     "target_met": (bool,), "epoch_s": (list,), "curve": (list,), "metrics": (dict,), "details": (dict,),

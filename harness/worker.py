@@ -96,10 +96,13 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     backend.sync(state)
     setup_s = clock() - t0
 
+    emit({"event": "phase", "phase": "initial loss"})
+    t0 = clock()
     first_batch = order_of(0)[0]
     initial_loss = float(backend.loss(state, first_batch))
     ref_out = reference.forward(task.model(), weights, data.x_train[first_batch])
     initial_loss_ref = m.loss_value(task.loss, ref_out, data.y_train[first_batch])
+    initial_loss_s = clock() - t0
 
     def evaluate(state) -> tuple[dict[str, float], float]:
         backend.sync(state)
@@ -181,6 +184,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
         "samples_per_s": steps * hp.batch_size / steady_or_first if steady_or_first else None,
         "eval_s": eval_s,
         "eval_total_s": eval_total_s,
+        "initial_loss_s": initial_loss_s,
         "latency_s": latency_s,
         "total_s": clock() - started,
         "metric": task.metric,

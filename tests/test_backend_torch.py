@@ -262,6 +262,36 @@ def test_cuda_is_skipped_with_a_reason_when_torch_cannot_see_it():
     assert TorchBackend().device_problem(make_cell(MnistMLP, device="cuda")) == "CUDA not visible to torch"
 
 
+def test_a_failed_cuda_graph_capture_trains_uncaptured_from_the_same_start():
+    from backends.torch_optim import make_optimizer, reset_state
+    from backends.torch_train import graphed_step
+
+    hp = MnistMLP.defaults.replace(optimizer="adam")
+    results = []
+    for capture in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 1)
+        params = list(net.parameters())
+        optimizer = make_optimizer(params, hp)
+        x = torch.arange(32.0).reshape(8, 4) / 32
+
+        def step(idx):
+            optimizer.zero_grad(set_to_none=True)
+            net(x[idx]).square().mean().backward()
+            optimizer.step()
+
+        facts = {}
+        run = graphed_step(step, lambda: reset_state(optimizer, hp), params, 4, torch.device("cpu"), facts) \
+            if capture else step
+        for row in torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]]):
+            run(row)
+        results.append([p.detach().clone() for p in params])
+        if capture:  # a CPU device has no CUDA graphs: capture fails on the first step, and says so
+            assert facts["cuda_graph"].startswith("capture failed, running uncaptured:")
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 # -- GPU ---------------------------------------------------------------------------
 
 

@@ -212,7 +212,8 @@ def _harness_parts(h: dict[str, Any]) -> dict[str, float]:
     """The cell's non-training time: evaluation after every epoch and the single-step latency phase are
     measurement bench adds on purpose; "other" is the harness's own cost (process start, imports, IPC)."""
     known = {"import": h["import_s"] or 0.0, "load": h["load_s"] or 0.0, "setup": h["setup_s"] or 0.0,
-             "eval×epochs": h.get("eval_total_s") or 0.0, "latency": h.get("latency_s") or 0.0}
+             "eval×epochs": h.get("eval_total_s") or 0.0, "latency": h.get("latency_s") or 0.0,
+             "initial loss": h.get("initial_loss_s") or 0.0}
     return {**known, "other": h["wall_s"] - h["train_s"] - sum(known.values())}
 
 
