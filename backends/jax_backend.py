@@ -38,6 +38,8 @@ STEP_REASON = ("in a lax.scan, XLA's CPU compiler leaves the backward convolutio
                "run as naive loops instead of Eigen: about 20x slower than a jitted step")
 EPOCH_LOOP_ENV = "BENCH_JAX_EPOCH_LOOP"
 TIME_LOOP_ENV = "BENCH_JAX_TIME_LOOP"
+EPOCH_LOOPS = ("scan", "step")
+TIME_LOOPS = ("python", "scan")
 # bf16: every matmul and conv gets bf16 operands, so the default precision is the bf16 one.
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}
 
@@ -96,6 +98,14 @@ class JaxBackend(Backend):
     modes = ("eager", "compiled")
     devices = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16")
+
+    @classmethod
+    def settings_problem(cls) -> str | None:
+        for variable, valid in ((EPOCH_LOOP_ENV, EPOCH_LOOPS), (TIME_LOOP_ENV, TIME_LOOPS)):
+            value = os.environ.get(variable)
+            if value and value not in valid:
+                return f"{variable} must be one of {', '.join(valid)} (or unset), not {value!r}"
+        return None
 
     @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:

@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from backends.jax_backend import TIME_LOOPS
 from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 Params = list[dict[str, Any]]
 Apply = Callable[[Params, Any], Any]
-TIME_LOOPS = ("python", "scan")
 
 
 def params_from_weights(weights: Sequence[dict[str, np.ndarray]], device: Any) -> Params:

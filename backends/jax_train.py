@@ -14,8 +14,9 @@ import jax
 import optax
 from jax import lax
 
+from backends.jax_backend import EPOCH_LOOPS
+
 Epoch = Callable[[Any, Any, Any, Any, Any], tuple[Any, Any]]
-EPOCH_LOOPS = ("scan", "step")
 
 
 def make_step(loss_fn: Callable, opt: optax.GradientTransformation) -> Callable:

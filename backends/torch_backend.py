@@ -1,5 +1,11 @@
 """The PyTorch backend: eager (the plain loop) and compiled (torch.compile; CUDA graphs on GPU).
 
+compiled: forward, backward and update traced into one graph (torch.func.grad and the update
+rule in tensor ops), except for the LSTM, where dynamo can't trace nn.LSTM and the step is
+compiled around it in two graphs with torch.optim's update. Measured on the 2-core CPU against
+the two-graph way: MLP steady epoch 0.47 s against 0.78 s, CNN (20k samples) 7.1 s against 14.1 s;
+the LSTM in one graph ran 3x slower.
+
 torch is imported only inside the worker-side methods; the parent process never imports it.
 """
 
@@ -53,7 +59,11 @@ class TorchBackend(Backend):
     # -- worker side -------------------------------------------------------
 
     def configure(self, cell: Cell) -> dict[str, str]:
-        return {"TORCH_CPP_LOG_LEVEL": os.environ.get("TORCH_CPP_LOG_LEVEL", "ERROR")}
+        # Inductor picks the CPU's vector ISA from its flags, then confirms each candidate by compiling and
+        # running a probe program, once per cache folder (~18 s here; cells get fresh caches). Taking the
+        # flags' word picks the same ISA (checked: avx512 avx512_vnni amx_tile on the 2-core Xeon) for free.
+        return {"TORCH_CPP_LOG_LEVEL": os.environ.get("TORCH_CPP_LOG_LEVEL", "ERROR"),
+                "TORCHINDUCTOR_VEC_ISA_OK": os.environ.get("TORCHINDUCTOR_VEC_ISA_OK", "1")}
 
     def import_framework(self, cell: Cell) -> None:
         import torch
@@ -128,6 +138,7 @@ class TorchBackend(Backend):
             facts["inductor_compile_threads"] = torch._inductor.config.compile_threads
             if device.type == "cpu":
                 facts["inductor_toolchain_s"] = torch_train.prepare_cpu_toolchain()
+                facts["inductor_vec_isa"] = torch_train.cpu_vec_isa()
             if graphed:
                 step = torch_train.graphed_step(step, reset, params, cell.hp.batch_size, device, facts)
         return TorchState(task, cell, device, net, optimizer, x_train, y_train, x_test, y_test, loss_at, step,

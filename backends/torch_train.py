@@ -100,16 +100,25 @@ def whole_step(net: nn.Module, loss_kind: str, x: torch.Tensor, y: torch.Tensor,
 def prepare_cpu_toolchain() -> float:
     """Have inductor set up its C++ toolchain now; return the seconds it took.
 
-    Once per machine (per temporary folder, which the harness makes private to each cell),
-    inductor detects the CPU's vector ISA by compiling probe programs and builds a 150 MB
-    precompiled header: ~28 s on the 2-core CPU, far more than compiling any of the tasks'
-    steps, and paid by a user once, not per model. Done here, at setup, a trivial kernel
-    compiled through the same path, the first epoch's excess measures compiling this model."""
+    Inductor detects the CPU's vector ISA and builds a 150 MB precompiled header, which a user
+    pays once per machine, not per model (~28 s on the 2-core CPU with cold caches; the runner
+    keeps the header for a whole run, and the torch backend takes the ISA from the CPU's flags).
+    Done here, at setup, with a trivial kernel compiled through the same path, the first epoch's
+    excess measures compiling this model."""
     import time
 
     start = time.perf_counter()
     torch.compile(lambda t: t + 1, dynamic=False)(torch.zeros(8))
     return time.perf_counter() - start
+
+
+def cpu_vec_isa() -> str | None:
+    """The vector ISA inductor compiles CPU kernels for (None where this torch doesn't say)."""
+    try:
+        from torch._inductor import cpu_vec_isa as isa
+    except ImportError:
+        return None
+    return str(isa.pick_vec_isa()) or None
 
 
 def graphed_step(step: Step, reset: Callable[[], None], params: list[torch.Tensor], batch_size: int,

@@ -242,6 +242,12 @@ class Backend(ABC):
         return Availability(True, cls.version())
 
     @classmethod
+    def settings_problem(cls) -> str | None:
+        """A bad value in an environment variable this backend reads, as one line naming it and the valid
+        values; None when all is well. Checked in the parent before anything is planned (exit 2)."""
+        return None
+
+    @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
         """None when this backend can run the cell, else why not (the cell is recorded as skipped)."""
         if cell.mode not in cls.modes:

@@ -55,6 +55,10 @@ def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
     backends = args.backend or available
     if not backends:
         raise UsageError("no backend is available: install a framework, e.g. pip install torch==2.13.0")
+    for name in backends:
+        problem = registry.backends[name].settings_problem()
+        if problem:
+            raise UsageError(f"backend {name}: {problem}")
     all_modes = sorted({m for name in backends for m in registry.backends[name].modes})
     choose("mode", args.mode, all_modes)
     choose("device", [args.device], [*DEVICES, "auto"])

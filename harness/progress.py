@@ -1,5 +1,6 @@
-"""Live progress on stderr: a line per cell start and finish, and epoch lines at most every few
-seconds, each with the run's elapsed time."""
+"""Live progress on stderr: a line per cell start and finish, epoch lines at most every few
+seconds, and, when a cell has said nothing for a while, what it is doing; each with the run's
+elapsed time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from typing import Any, TextIO
 from harness.api import Cell
 
 
+PHASES = {"import": "importing the framework", "load": "loading the data",
+          "setup": "setting up (data to the device, model, optimizer)", "initial loss": "computing the initial loss",
+          "latency": "timing single steps"}
+
+
 def _label(cell: Cell) -> str:
     label = f"{cell.backend} {cell.task} {cell.mode} {cell.device}"
     return label + (f" r{cell.repeat}" if cell.repeat else "")
@@ -17,12 +23,14 @@ def _label(cell: Cell) -> str:
 
 class ConsoleProgress:
     EPOCH_EVERY_S = 2.0
+    HEARTBEAT_S = 30.0
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
         self.last = self.started
         self.prefix = ""
+        self.doing = ""
 
     def _print(self, text: str) -> None:
         self.last = time.monotonic()
@@ -30,11 +38,20 @@ class ConsoleProgress:
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
         self.prefix = f"[{index}/{total}] {_label(cell)}"
+        self.doing = "starting"
         self._print(f"{self.prefix}: starting")
 
     def event(self, cell: Cell, event: dict[str, Any], elapsed: float) -> None:
+        """A worker's event, or {"event": "tick"} from the runner while the worker is silent."""
+        kind = event.get("event")
+        if kind == "phase":
+            self.doing = PHASES.get(event.get("phase"), str(event.get("phase")))
+        elif kind == "epoch_start":
+            self.doing = f"training epoch {event.get('epoch')}/{event.get('epochs')}"
+        elif kind == "tick" and time.monotonic() - self.last >= self.HEARTBEAT_S:
+            self._print(f"{self.prefix}: still {self.doing} ({elapsed:.0f} s into the cell)")
         last_epoch = event.get("epoch") == event.get("epochs")
-        if event.get("event") == "epoch" and (last_epoch or time.monotonic() - self.last >= self.EPOCH_EVERY_S):
+        if kind == "epoch" and (last_epoch or time.monotonic() - self.last >= self.EPOCH_EVERY_S):
             value = event.get("value")
             shown = f"{event.get('metric')} {value:.4f}" if isinstance(value, (int, float)) else ""
             self._print(f"{self.prefix}: epoch {event['epoch']}/{event['epochs']} {shown} "

@@ -122,3 +122,14 @@ def test_batch_larger_than_the_training_set_is_bad_input(tmp_path, capsys, fake_
                  "--batch-size", "128", "--out", str(out)]) == 2
     assert "batch size 128 exceeds the 100 training samples of linear_regression" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("variable", ["BENCH_JAX_EPOCH_LOOP", "BENCH_JAX_TIME_LOOP"])
+def test_bad_backend_environment_variable_is_exit_2_before_anything_runs(variable, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(variable, "sideways")
+    out = tmp_path / "results"
+    assert main(["run", "--backend", "jax", "--task", "linear_regression", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"bench: error: backend jax: {variable} must be one of " + \
+        ("scan, step" if "EPOCH" in variable else "python, scan") + " (or unset), not 'sideways'\n"
+    assert not out.exists()

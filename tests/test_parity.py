@@ -47,3 +47,24 @@ def test_accuracies_after_one_epoch_agree_within_half_a_point(one_epoch, task):
     accuracy = {b: one_epoch.loc[(task, b), "metric_value"] for b in BACKENDS}
     assert max(accuracy.values()) - min(accuracy.values()) <= 0.005, accuracy
     assert min(accuracy.values()) > 0.5, accuracy  # trained, not three copies of chance
+
+
+# What a one-epoch CPU cell can't have: no steady epoch after the first, no accelerator memory, and no
+# time-to-target when one epoch on a subset stays under the target.
+NOT_APPLICABLE = {"steady_epoch_s", "peak_device_mb", "time_to_target_s", "epochs_to_target"}
+ENVIRONMENT = ("env_cpu_model", "env_usable_cores", "env_ram_gb", "env_os", "env_python", "env_harness_version",
+               "env_git_commit", "env_gpu_count", "version_numpy")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_real_cell_fills_every_schema_column(one_epoch, backend):
+    row = one_epoch.loc[("mnist_mlp", backend)]
+    assert row.name == ("mnist_mlp", backend)  # task and backend are the fixture's index
+    empty = {c for c in results.SCHEMA if c not in ("env", "task", "backend") and (row[c] is None or row[c] != row[c])}
+    assert empty <= NOT_APPLICABLE, sorted(empty - NOT_APPLICABLE)
+    assert row.status == "ok" and row.metric == "accuracy" and 0.5 < row.metric_value <= 1
+    versions = [c for c in row.index if c.startswith("version_") and backend in c]
+    assert versions, "the framework's version is not in the environment"
+    for column in (*ENVIRONMENT, *versions):
+        assert row[column] is not None and row[column] == row[column], column
+    assert row.train_s > 0 and row.first_epoch_s > 0 and row.import_s > 0 and row.initial_loss_s > 0

@@ -118,3 +118,22 @@ def test_runner_environment_keeps_compile_caches_private(registry, tmp_path, mon
     assert env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
     assert env["KERAS_HOME"].startswith(str(tmp_path))
     assert os.getcwd() in env["PYTHONPATH"].split(os.pathsep)
+
+
+class CacheSpy(FakeBackend):
+    """Reports the cache and temporary folders its worker was given."""
+
+    name = "cache_spy"
+
+    def details(self, state):
+        return {k: os.environ.get(k) for k in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "KERAS_HOME")}
+
+
+def test_cells_get_private_compile_caches_and_share_the_runs_temporary_folder(registry, tmp_path):
+    registry.add("backend", CacheSpy, "test")
+    _, df = _run(registry, tmp_path, backends=["cache_spy"], modes=["eager", "compiled"])
+    first, second = list(df.details)
+    assert first["TMPDIR"] == second["TMPDIR"]
+    for cache in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "KERAS_HOME"):
+        assert first[cache] != second[cache] and not first[cache].startswith(first["TMPDIR"])
+    assert not os.path.exists(first["TMPDIR"]) and not os.path.exists(first["TORCHINDUCTOR_CACHE_DIR"])
