@@ -48,6 +48,15 @@ def environment(plugins: Plugins) -> dict[str, Any]:
     return env
 
 
+def _check_backend_settings(registry: Registry, names: list[str]) -> None:
+    """Exit 2 on a bad value in an environment variable that one of these backends reads."""
+    for name in names:
+        backend = registry.backends.get(name)
+        problem = backend.settings_problem() if backend else None
+        if problem:
+            raise UsageError(f"backend {name}: {problem}")
+
+
 def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
     available = [n for n, b in sorted(registry.backends.items()) if b.availability().ok]
     choose("backend", args.backend, list(registry.backends))
@@ -55,10 +64,7 @@ def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
     backends = args.backend or available
     if not backends:
         raise UsageError("no backend is available: install a framework, e.g. pip install torch==2.13.0")
-    for name in backends:
-        problem = registry.backends[name].settings_problem()
-        if problem:
-            raise UsageError(f"backend {name}: {problem}")
+    _check_backend_settings(registry, backends)
     all_modes = sorted({m for name in backends for m in registry.backends[name].modes})
     choose("mode", args.mode, all_modes)
     choose("device", [args.device], [*DEVICES, "auto"])
@@ -97,6 +103,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if given or args.quick:
             raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
         state = runs.reopen(results.resolve(args.resume, root))
+        _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
+                                                  if p.cell.cell_id not in state.done and not p.skip_reason}))
         _writable_root(state.run_dir)
     else:
         sel = _selection(args, registry)

@@ -133,3 +133,19 @@ def test_bad_backend_environment_variable_is_exit_2_before_anything_runs(variabl
     assert err == f"bench: error: backend jax: {variable} must be one of " + \
         ("scan, step" if "EPOCH" in variable else "python, scan") + " (or unset), not 'sideways'\n"
     assert not out.exists()
+
+
+def test_bad_backend_environment_variable_stops_a_resume_too(tmp_path, capsys, monkeypatch):
+    from harness import runs
+    from harness.api import Cell
+    from harness.plan import PlannedCell
+    from tasks.linear_regression import LinearRegression
+
+    cell = Cell("jax", "linear_regression", "eager", "cpu", LinearRegression().hyperparams())
+    state = runs.create(tmp_path, [PlannedCell(cell)], {}, ["bench", "run"])
+    before = sorted(p.name for p in state.run_dir.iterdir())
+    monkeypatch.setenv("BENCH_JAX_EPOCH_LOOP", "sideways")
+    assert main(["run", "--resume", state.run_id, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "bench: error: backend jax: BENCH_JAX_EPOCH_LOOP must be one of scan, step (or unset), not 'sideways'\n"
+    assert sorted(p.name for p in state.run_dir.iterdir()) == before  # nothing run, nothing written
