@@ -60,7 +60,7 @@ class TorchBackend(Backend):
 
     def configure(self, cell: Cell) -> dict[str, str]:
         # Inductor picks the CPU's vector ISA from its flags, then confirms each candidate by compiling and
-        # running a probe program, once per cache folder (~18 s here; cells get fresh caches). Taking the
+        # running a probe program, once per cache folder (~12 s here; cells get fresh caches). Taking the
         # flags' word picks the same ISA (checked: avx512 avx512_vnni amx_tile on the 2-core Xeon) for free.
         return {"TORCH_CPP_LOG_LEVEL": os.environ.get("TORCH_CPP_LOG_LEVEL", "ERROR"),
                 "TORCHINDUCTOR_VEC_ISA_OK": os.environ.get("TORCHINDUCTOR_VEC_ISA_OK", "1")}

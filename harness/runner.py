@@ -102,7 +102,7 @@ def private_caches(scratch: Path, tmp: Path | None = None) -> dict[str, str]:
 
     Temporary files go to `tmp` (default: `scratch`), which a run shares across its cells: there
     torch keeps what it builds once per machine for a user and never per model (inductor's
-    precompiled header, 150 MB and ~9 s on the 2-core CPU), so a run builds it once, not once per cell."""
+    precompiled header, 150 MB and 6–9 s on the 2-core CPU), so a run builds it once, not once per cell."""
     return {
         "PYTHONUNBUFFERED": "1",
         "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
