@@ -71,8 +71,11 @@ class TensorFlowBackend(Backend):
     def configure(self, cell: Cell) -> dict[str, str]:
         # oneDNN kernels (TF's x86 default, pinned here unless the user set it): measured 2-3x faster
         # convolutions on the 2-core Xeon, eager and graph alike.
-        return {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")}
+        env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")}
+        if cell.device == "cuda":
+            env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # no preallocation: peak memory means what the model used
+        return env
 
     def import_framework(self, cell: Cell) -> None:
         import tensorflow as tf

@@ -301,8 +301,20 @@ class Backend(ABC):
     def get_weights(self, state: Any) -> Weights:
         """Current parameters in the canonical layouts (inverse of the mapping done in build)."""
 
+    def reset_peak_device(self, state: Any) -> None:
+        """Start counting peak accelerator memory afresh. Called once the data are staged and the model
+        is built, so that `peak_device_mb` measures training, not the dataset."""
+
     def peak_device_mb(self, state: Any) -> float | None:
-        """Peak accelerator memory of this process, where the framework can tell."""
+        """Peak accelerator memory since `reset_peak_device`, where the framework can tell."""
+        return None
+
+    def compile_time(self, state: Any) -> tuple[float, str] | None:
+        """Seconds the framework itself reports having spent compiling in this process so far (tracing,
+        lowering, code generation, autotuning), and how that was measured, e.g.
+        `(1.93, "jax.monitoring: trace + lower + backend compile")`; `(0.0, why)` where the mode compiles
+        nothing; None where the framework cannot tell (then only the first-epoch excess is recorded).
+        Called after the training epochs, outside every timed phase."""
         return None
 
     def details(self, state: Any) -> dict[str, Any]:

@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-RESULTS_ENV = "BENCH_RESULTS_DIR"
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line, exit code 2."""
+from harness.exits import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RESULTS_ENV,  # noqa: F401
+                           UsageError, choose, one_line, results_root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,13 +61,6 @@ def _names(text: str) -> list[str]:
     if not all(items):
         raise UsageError(f"empty name in {text!r}")
     return items
-
-
-def choose(kind: str, given: list[str] | None, valid: Sequence[str]) -> None:
-    """Raise UsageError naming the valid choices if any given name is not one of them."""
-    for name in given or []:
-        if name not in valid:
-            raise UsageError(f"unknown {kind} {name!r} (choose from: {', '.join(sorted(valid)) or 'none registered'})")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -141,15 +128,6 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
     compare.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
     return parser
-
-
-def results_root(option: str | None) -> Path:
-    return Path(option or os.environ.get(RESULTS_ENV) or "results")
-
-
-def one_line(text: str) -> str:
-    """User input echoed in a message must not break it into lines or hide characters."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
-from harness.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
+from harness.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
 from harness.plan import PlanError, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
 from harness.registry import Registry, build_registry

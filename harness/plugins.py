@@ -106,12 +106,20 @@ def make_plugin_manager(
 def call_each(plugins: Plugins, hook: str, **kwargs) -> list[tuple[str, object, BaseException | None]]:
     """Call one hook plugin by plugin, so one failing implementation doesn't hide the others' answers.
 
+    Each call goes through pluggy (a subset caller holding that plugin and every wrapper of the hook),
+    so an implementation may take any subset of the hook's arguments and wrappers wrap each call.
     Returns (plugin name, result, exception) per implementation, in registration order.
     """
+    manager = plugins.manager
+    impls = getattr(manager.hook, hook).get_hookimpls()
+    wrappers = {id(i.plugin) for i in impls if i.hookwrapper or i.wrapper}
+    plain = [i for i in impls if not (i.hookwrapper or i.wrapper)]
     answers = []
-    for impl in reversed(getattr(plugins.manager.hook, hook).get_hookimpls()):  # pluggy lists LIFO
+    for impl in reversed(plain):  # pluggy lists LIFO
+        others = [i.plugin for i in plain if i.plugin is not impl.plugin and id(i.plugin) not in wrappers]
         try:
-            answers.append((impl.plugin_name, impl.function(**kwargs), None))
+            result = manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+            answers.append((impl.plugin_name, result[0] if result else None, None))
         except (Exception, SystemExit) as exc:
             answers.append((impl.plugin_name, None, exc))
     return answers

@@ -55,14 +55,17 @@ SCHEMA: dict[str, str] = {
     "import_s": "framework import time",
     "load_s": "time to load the task's arrays from disk or cache",
     "setup_s": "data to device, model and optimizer build",
-    "compile_s": "first-epoch excess over a steady epoch (tracing, compilation, autotuning)",
+    "compile_s": "compile time as the framework reports it (tracing, lowering, code generation), measured directly",
+    "compile_source": "how compile_s was measured; empty where the framework cannot tell",
+    "first_epoch_excess_s": "first epoch minus the median later epoch: one-time cost as an estimate (negative kept)",
+    "cold_start_s": "from the start of the cell's process to the end of the first epoch, bench's own checks excluded",
     "first_epoch_s": "wall time of the first epoch, compile included",
     "steady_epoch_s": "median epoch time after the first (steady state)",
     "train_s": "all epochs, compile included",
     "epoch_s": "list: wall time of each epoch",
     "step_ms_p50": "median latency of one individually synced training step",
     "step_ms_p90": "90th percentile of that latency",
-    "samples_per_s": "training throughput in the steady state",
+    "samples_per_s": "training throughput over the steady epochs (none for a one-epoch cell)",
     "eval_s": "time to predict the test split once",
     "eval_total_s": "all the evaluations after each epoch (prediction, metrics, weights read back), untimed for training",
     "latency_s": "the whole step-latency phase after training (warm-up and timed single steps)",
@@ -75,14 +78,15 @@ SCHEMA: dict[str, str] = {
     "target_met": "whether the final metrics meet the target",
     "metrics": "dict: final test metrics (loss, metric, extras such as w and b)",
     "curve": "list: per epoch {epoch, train_s (cumulative), loss, metric}",
-    "time_to_target_s": "cumulative training time when the target was first met",
+    "time_to_target_s": "from the start of the cell's process until the target was first met (as cold_start_s)",
     "epochs_to_target": "epoch when the target was first met",
     "peak_host_mb": "peak resident memory of the cell's process",
-    "peak_device_mb": "peak accelerator memory, where the framework reports it",
+    "data_mb": "size of the task's arrays as loaded (training and test splits)",
+    "peak_device_mb": "peak accelerator memory after the data were staged and the model built",
     "initial_loss": "the framework's loss on the first batch before training",
     "initial_loss_ref": "the same loss from the float64 NumPy reference forward pass",
     "details": "dict: backend-specific facts (what was compiled, thread settings, ...)",
-    "env": "dict: machine and software of the run",
+    "env": "dict: machine and software of the process that ran the cell",
 }
 
 
@@ -141,12 +145,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 _TEXT = ("run_id", "cell_id", "timestamp", "backend", "framework_version", "task", "mode", "device", "device_name",
-         "precision", "optimizer", "message", "log", "metric", "target")
+         "precision", "optimizer", "message", "log", "metric", "target", "compile_source")
 _NUMBERS = ("schema_version", "batch_size", "epochs", "lr", "weight_decay", "seed", "repeat", "train_size",
-            "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
+            "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_excess_s", "cold_start_s",
+            "first_epoch_s", "steady_epoch_s",
             "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "eval_total_s", "latency_s",
             "initial_loss_s", "total_s", "wall_s", "metric_value", "time_to_target_s", "epochs_to_target",
-            "peak_host_mb", "peak_device_mb", "initial_loss", "initial_loss_ref")
+            "peak_host_mb", "data_mb", "peak_device_mb", "initial_loss", "initial_loss_ref")
 _SHAPES: dict[str, tuple[type, ...]] = {
     **{k: (str,) for k in _TEXT}, **{k: (int, float) for k in _NUMBERS},
     "target_met": (bool,), "epoch_s": (list,), "curve": (list,), "metrics": (dict,), "details": (dict,),

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-clock: Callable[[], float] = time.perf_counter
+clock: Callable[[], float] = time.monotonic  # CLOCK_MONOTONIC: comparable across processes
+T = TypeVar("T")
 
 
-def timed(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[object, float]:
-    """Run fn, wait for the device, return (result, seconds)."""
-    sync()
-    start = clock()
-    result = fn()
-    sync()
-    return result, clock() - start
+class PhaseClock:
+    """Times the phases of one cell. Every clock read is preceded by the backend's sync of the current
+    state, so device work queued by a phase is counted in that phase and in no other."""
+
+    def __init__(self, sync: Callable[[Any], None]):
+        self._sync = sync
+        self.state: Any = None  # the backend's state, once built
+
+    def _synced(self) -> None:
+        if self.state is not None:
+            self._sync(self.state)
+
+    def run(self, fn: Callable[[], T], new_state: bool = False) -> tuple[T, float]:
+        """Run fn between two synced clock reads; with new_state, its result becomes the state."""
+        self._synced()
+        start = clock()
+        result = fn()
+        if new_state:
+            self.state = result
+        self._synced()
+        return result, clock() - start
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -49,9 +49,10 @@ def test_accuracies_after_one_epoch_agree_within_half_a_point(one_epoch, task):
     assert min(accuracy.values()) > 0.5, accuracy  # trained, not three copies of chance
 
 
-# What a one-epoch CPU cell can't have: no steady epoch after the first, no accelerator memory, and no
-# time-to-target when one epoch on a subset stays under the target.
-NOT_APPLICABLE = {"steady_epoch_s", "peak_device_mb", "time_to_target_s", "epochs_to_target"}
+# What a one-epoch CPU cell can't have: no steady epoch after the first (so no throughput or first-epoch
+# excess), no accelerator memory, and no time-to-target when one epoch on a subset stays under the target.
+NOT_APPLICABLE = {"steady_epoch_s", "first_epoch_excess_s", "samples_per_s", "peak_device_mb", "time_to_target_s",
+                  "epochs_to_target"}
 ENVIRONMENT = ("env_cpu_model", "env_usable_cores", "env_ram_gb", "env_os", "env_python", "env_harness_version",
                "env_git_commit", "env_gpu_count", "version_numpy")
 

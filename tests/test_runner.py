@@ -28,7 +28,8 @@ def registry() -> Registry:
 
 def _run(registry, tmp_path, **selection):
     sel = Selection(**{"tasks": ["linear_regression"], "epochs": 2, "latency_steps": 3, **selection})
-    state = runs.create(tmp_path, plan(registry, sel), {"cpu_model": "test cpu"}, ["bench", "test"])
+    state = runs.create(tmp_path, plan(registry, sel), {"cpu_model": "test cpu", "plugin_fact": "from the run"},
+                        ["bench", "test"])
     Runner().run(state)
     return state, results.load([state.run_dir])
 
@@ -82,12 +83,20 @@ def test_every_cell_runs_in_its_own_process(registry, tmp_path):
     assert (df.wall_s > df.total_s).all()  # process start and import are inside the runner's clock
 
 
-def test_records_carry_plan_environment_and_measurements(registry, tmp_path):
+def test_records_carry_their_workers_environment_and_measurements(registry, tmp_path):
+    from harness import envinfo
+
     state, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"], seed=3)
     row = df.iloc[0]
     assert row.run_id == state.run_id and row.schema_version == results.SCHEMA_VERSION
     assert (row.backend, row.task, row.device, row.seed, row.epochs) == ("fake", "linear_regression", "cpu", 3, 2)
-    assert row.env_cpu_model == "test cpu" and row.device_name == "test cpu"
+    # The worker's own machine, not the one the run was planned with; plugins' extra facts kept.
+    assert row.env_cpu_model == envinfo.cpu_model() != "test cpu" and row.device_name == envinfo.cpu_model()
+    assert row.env_plugin_fact == "from the run"
+    assert 0 < row.cold_start_s < row.wall_s and row.cold_start_s >= row.first_epoch_s
+    assert row.first_epoch_excess_s == pytest.approx(row.epoch_s[0] - row.epoch_s[1])
+    assert row.samples_per_s == pytest.approx(row.train_size // row.batch_size * row.batch_size / row.epoch_s[1])
+    assert row.data_mb > 0
     assert len(row.epoch_s) == 2 and len(row.curve) == 2
     assert row.train_s == pytest.approx(sum(row.epoch_s))
     assert row.initial_loss == pytest.approx(row.initial_loss_ref, rel=1e-6)
@@ -111,10 +120,10 @@ def test_child_processes_do_not_inherit_signal_handlers(registry, tmp_path):
 
 def test_runner_environment_keeps_compile_caches_private(registry, tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    from harness.runner import _child_env
+    from harness.cell_process import child_env
 
     cell = plan(registry, Selection(backends=["fake"], tasks=["linear_regression"]))[0].cell
-    env = _child_env(cell, tmp_path)
+    env = child_env(cell, tmp_path)
     assert env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
     assert env["KERAS_HOME"].startswith(str(tmp_path))
     assert os.getcwd() in env["PYTHONPATH"].split(os.pathsep)

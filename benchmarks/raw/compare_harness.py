@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.raw.common import DEFAULT_EPOCHS, TASKS
-from harness.runner import private_caches
+from harness.cell_process import private_caches
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = {"torch": "raw_torch", "tensorflow": "raw_tf", "jax": "raw_jax"}
