@@ -1,6 +1,7 @@
 """The `bench` command: a thin shell that parses, calls the harness, and sets the exit code.
 
-Exit codes: 0 every cell ok (or skipped), 1 some cell failed, 2 bad input, 130 interrupted.
+Exit codes: 0 every cell ok (or skipped), 1 some cell failed (compare: a regression), 2 bad input,
+3 compare --fail-above could not decide (too little data), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import math
 import sys
 from typing import Any, Callable, Sequence
 
-from harness.exits import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RESULTS_ENV,  # noqa: F401
-                           UsageError, choose, one_line, results_root)
+from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,  # noqa: F401
+                           RESULTS_ENV, UsageError, choose, one_line, results_root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,19 +112,25 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
 
     compare = sub.add_parser("compare", help="compare two runs (or two backends of one run) cell by cell",
-                             description="Per cell: ratio of medians B/A, a two-sided Mann-Whitney U test "
-                                         "over the repeats, and a verdict: faster, slower or same.")
+                             description="Per cell: ratio B/A of the geometric means over repeats, its confidence "
+                                         "interval from Welch's t test on log values, and a verdict: faster, slower, "
+                                         "same (within --tolerance) or inconclusive.")
     compare.add_argument("a", metavar="A", help="baseline run (id, folder, records file or 'latest'); "
                                                 "with --run: a backend name")
     compare.add_argument("b", metavar="B", help="run to compare with A; with --run: a backend name")
     compare.add_argument("--run", metavar="RUN", help="compare backends A and B within this run")
     compare.add_argument("--metric", default="steady_epoch_s",
-                         help="time metric to compare (default steady_epoch_s; e.g. train_s, time_to_target_s)")
+                         help="time metric to compare (default steady_epoch_s; e.g. train_s, cold_start_s)")
     compare.add_argument("--alpha", type=_number("--alpha", 0, False), default=0.05,
-                         help="significance level of the test (default 0.05)")
+                         help="1 - the confidence level of the intervals (default 0.05: 95%%)")
+    compare.add_argument("--tolerance", type=_number("--tolerance", 0, True), default=0.05,
+                         help="an interval within 1 ± this is 'same' (default 0.05)")
     compare.add_argument("--fail-above", type=_number("--fail-above", 1, True), metavar="RATIO",
-                         help="exit 1 if any cell is significantly slower with B/A above RATIO (e.g. 1.10), "
-                              "or fails in B but not in A")
+                         help="exit 1 if a cell's whole interval of B/A lies above RATIO (e.g. 1.10) or a cell fails "
+                              "in B only; exit 3 if an interval reaches above RATIO without deciding, or a cell has "
+                              "too few repeats to test")
+    compare.add_argument("--accept-inconclusive", action="store_true",
+                         help="with --fail-above: exit 0 instead of 3 when some cells cannot be decided")
     compare.add_argument("--format", default="table", help="table (default), md, csv or json")
     compare.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
     compare.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")

@@ -12,7 +12,8 @@ from typing import Any
 
 from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
-from harness.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
+from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose,
+                           results_root)
 from harness.plan import PlanError, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
 from harness.registry import Registry, build_registry
@@ -229,19 +230,28 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         runs = [results.resolve(ref, root) for ref in (args.a, args.b)]
         sides = [compare.Side(run.name, _records(run, root)) for run in runs]
         title = f"run {runs[1].name} (B) against run {runs[0].name} (A): {args.metric}, B/A"
-    table = compare.compare(*sides, metric=args.metric, alpha=args.alpha, ignore_backend=bool(args.run))
-    if not table["verdict"].isin(["faster", "slower", "same", "failed in A", "failed in B", "no values"]).any():
+    if args.accept_inconclusive and args.fail_above is None:
+        raise UsageError("--accept-inconclusive goes with --fail-above")
+    table = compare.compare(*sides, metric=args.metric, alpha=args.alpha, tolerance=args.tolerance,
+                            ignore_backend=bool(args.run))
+    if table["verdict"].isin(["only in A", "only in B"]).all():
         raise UsageError(f"{sides[0].label} and {sides[1].label} have no cell configuration in common")
-    gate, failing = "", None
+    code, gate_line = EXIT_OK, ""
     if args.fail_above is not None:
-        failing = compare.regressions(table, args.fail_above)
-        gate = (f"--fail-above {args.fail_above:g}: {len(failing)} regression(s)" if len(failing)
-                else f"--fail-above {args.fail_above:g}: no regression")
-    _emit(compare.render(table, args.format, title + f" (alpha {args.alpha:g})", gate), args.output)
-    if failing is not None and len(failing):
-        print(f"bench: {gate}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        failing, undecided = compare.gate(table, args.fail_above)
+        table.loc[undecided.index, "note"] = compare.gate_notes(undecided, args.fail_above)["note"]
+        gate_line = f"--fail-above {args.fail_above:g}: {len(failing)} regression(s), {len(undecided)} undecided"
+        if len(failing):
+            code = EXIT_FAILED
+        elif len(undecided) and not args.accept_inconclusive:
+            code = EXIT_INCONCLUSIVE
+            gate_line += " (exit 3; --accept-inconclusive to pass them)"
+    text = compare.render(table, args.format, title + f" ({1 - args.alpha:.0%} intervals)", gate_line, args.metric,
+                          args.alpha)
+    _emit(text, args.output)
+    if code != EXIT_OK:
+        print(f"bench: {gate_line}", file=sys.stderr)
+    return code
 
 
 def _load(paths: list[Path], root: Path):

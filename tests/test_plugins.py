@@ -143,3 +143,44 @@ def test_a_plugin_returning_a_non_backend_is_broken(plugin_site):
 def test_autoload_switch_values(env_value, fake_plugin, monkeypatch):
     monkeypatch.setenv("BENCH_DISABLE_PLUGIN_AUTOLOAD", env_value)
     assert "fake" not in make_plugin_manager().infos
+
+
+def test_hooks_are_called_through_pluggy_so_argument_subsets_and_wrappers_work(plugin_site):
+    # pluggy lets an implementation take fewer arguments than the spec, and wrappers wrap every call;
+    # calling implementation functions directly broke both (TypeError on the subset).
+    plugin_site.install("bench-observer", "observer", """
+        from harness import hookimpl
+
+        seen = []
+
+        @hookimpl
+        def bench_cell_finished():
+            seen.append("called without the record")
+
+        @hookimpl(wrapper=True)
+        def bench_environment():
+            extra = yield
+            seen.append("wrapped")
+            return extra
+
+        @hookimpl
+        def bench_backends():
+            return []
+    """, {"observer": "observer"})
+    plugin_site.install("bench-facts", "facts", """
+        from harness import hookimpl
+
+        @hookimpl
+        def bench_environment():
+            return {"lab": "bench-facts"}
+    """, {"facts": "facts"})
+    from harness.plugins import call_each
+
+    plugins = make_plugin_manager()
+    answers = call_each(plugins, "bench_cell_finished", record={"cell_id": "x"})
+    assert [(name, exc) for name, _, exc in answers] == [("observer", None)]
+    facts = call_each(plugins, "bench_environment")
+    assert [(name, value, exc) for name, value, exc in facts] == [("facts", {"lab": "bench-facts"}, None)]
+    import observer
+
+    assert observer.seen == ["called without the record", "wrapped"]
