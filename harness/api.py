@@ -216,7 +216,9 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
-    module: ClassVar[str]  # the framework's import name, e.g. "tensorflow"
+    # The framework's import name, e.g. "tensorflow"; None for a backend with no framework to import
+    # (pure Python): then `distributions` names the plugin's own distribution, which gives the version.
+    module: ClassVar[str | None]
     distributions: ClassVar[tuple[str, ...]]  # pip distributions that provide it; the first installed gives the version
     # Plainest first, best last: `bench run` without --mode runs only the last one.
     modes: ClassVar[tuple[str, ...]] = ("eager", "compiled")
@@ -237,9 +239,18 @@ class Backend(ABC):
     @classmethod
     def availability(cls) -> Availability:
         """Whether the framework is installed, found without importing it."""
-        if cls.version() is None or importlib.util.find_spec(cls.module) is None:
+        version = cls.version()
+        if cls.module is None:  # nothing to import: installed when its distribution is
+            if version is None:
+                return Availability(False, None, f"{', '.join(cls.distributions) or 'its distribution'} is not installed")
+            return Availability(True, version)
+        try:
+            found = version is not None and importlib.util.find_spec(cls.module) is not None
+        except (ImportError, ValueError) as exc:  # e.g. an empty name, or a parent package that fails to import
+            return Availability(False, None, f"cannot look for module {cls.module!r}: {exc}")
+        if not found:
             return Availability(False, None, f"{cls.module} is not installed")
-        return Availability(True, cls.version())
+        return Availability(True, version)
 
     @classmethod
     def settings_problem(cls) -> str | None:

@@ -150,6 +150,20 @@ class ImportsFrameworkEarly(NumpyBackend):
         return super().availability()
 
 
+class FrameworkFree(NumpyBackend):
+    """A backend with no framework to import, as the plugin guide says to declare it: its own distribution
+    gives the version."""
+
+    module = None
+    distributions = ("bench-numpy",)
+
+
+class EmptyModuleName(NumpyBackend):
+    """The declaration the guide rules out: an empty import name says nothing."""
+
+    module = ""
+
+
 # -- running the suite -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -268,3 +282,19 @@ def test_builtin_backend_conforms(backend, tmp_path):
     code, outcomes, output = conformance(backend, tmp_path, *modules, timeout=1200)
     assert code == 0, output
     assert not failed(outcomes)
+
+
+def test_a_framework_free_backend_declares_module_none_as_the_guide_says(numpy_site, tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:FrameworkFree", tmp_path, "test_contract",
+                                         site=numpy_site)
+    assert code == 0, output
+    assert outcomes["test_class_methods_do_not_import_the_framework"] == "skipped"
+    assert "`module = None`" in (REPO / "docs" / "plugin-guide.md").read_text()
+
+
+def test_an_empty_module_name_fails_the_contract(numpy_site, tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:EmptyModuleName", tmp_path, "test_contract",
+                                         site=numpy_site)
+    assert code == 1, output
+    assert failed(outcomes) == {"test_name_module_and_distributions", "test_is_available_with_a_version"}, output
+    assert "cannot look for module ''" in output
