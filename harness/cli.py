@@ -91,8 +91,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_number("--seed", 0, True), default=0, help="seed of weights and batch order")
     run.add_argument("--train-size", type=_positive_int("--train-size"), help="training samples (MNIST: the first N)")
     run.add_argument("--test-size", type=_positive_int("--test-size"), help="test samples (MNIST: the first N)")
-    run.add_argument("--timeout", type=_number("--timeout", 0, False), default=1800.0,
-                     help="seconds per cell before it is killed (default 1800)")
+    run.add_argument("--timeout", type=_number("--timeout", 0, False),
+                     help="seconds per cell before it is killed (default 1800); with --resume, caps the cells "
+                          "still to run")
     run.add_argument("--quick", action="store_true",
                      help="a first table fast: 1 epoch on 8192 training and 2000 test samples")
     run.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")

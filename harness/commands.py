@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -14,10 +15,11 @@ from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
 from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose,
                            results_root)
-from harness.plan import PlanError, Selection, plan
+from harness.plan import PlanError, PlannedCell, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
 from harness.registry import Registry, build_registry
 
+DEFAULT_TIMEOUT_S = 1800.0
 QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5}
 RUN_OPTIONS = ("backend", "task", "mode", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "threads",
                "train_size", "test_size")
@@ -88,7 +90,7 @@ def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
         seed=int(args.seed),
         train_size=args.train_size or quick.get("train_size"),
         test_size=args.test_size or quick.get("test_size"),
-        timeout_s=args.timeout,
+        timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
         latency_steps=quick.get("latency_steps", 20),
     )
 
@@ -104,6 +106,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if given or args.quick:
             raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
         state = runs.reopen(results.resolve(args.resume, root))
+        if args.timeout is not None:
+            state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
+                             for p in state.planned]
         _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
                                                   if p.cell.cell_id not in state.done and not p.skip_reason}))
         _writable_root(state.run_dir)
@@ -120,7 +125,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         if not gpu:
             for p in planned:
                 if p.cell.device == "cuda" and not p.skip_reason:
-                    p.skip_reason = "no CUDA GPU visible on this machine (nvidia-smi finds none)"
+                    p.skip_reason = "no CUDA GPU visible on this machine (neither nvidia-smi nor the NVIDIA driver lists one)"
         state = runs.create(root, planned, environment(plugins), ["bench", *argv])
 
     progress = ConsoleProgress()

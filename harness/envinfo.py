@@ -57,15 +57,31 @@ def _run(cmd: list[str]) -> str | None:
 
 
 def gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs as nvidia-smi sees them (empty without a driver)."""
+    """NVIDIA GPUs as nvidia-smi sees them, else as the loaded driver lists them (empty without a driver)."""
     out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
-    if not out:
-        return []
     found = []
-    for line in out.splitlines():
+    for line in (out or "").splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 3:
             found.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
+    return found or driver_gpus()
+
+
+def driver_gpus(root: Path = Path("/proc/driver/nvidia")) -> list[dict[str, str]]:
+    """The GPUs the NVIDIA kernel driver has bound: seen where a container or VM has no nvidia-smi."""
+    found = []
+    version = ""
+    try:
+        text = (root / "version").read_text()
+        version = text.split("Kernel Module", 1)[1].split()[0] if "Kernel Module" in text else ""
+    except (OSError, IndexError):
+        pass
+    for info in sorted(root.glob("gpus/*/information")):
+        try:
+            fields = dict(line.split(":", 1) for line in info.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        found.append({"name": fields.get("Model", "NVIDIA GPU").strip(), "driver": version, "memory": ""})
     return found
 
 

@@ -149,3 +149,29 @@ def test_bad_backend_environment_variable_stops_a_resume_too(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert err == "bench: error: backend jax: BENCH_JAX_EPOCH_LOOP must be one of scan, step (or unset), not 'sideways'\n"
     assert sorted(p.name for p in state.run_dir.iterdir()) == before  # nothing run, nothing written
+
+
+def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path):
+    # A budgeted session (benchmarks/gpu/run.sh) must not be held hostage by one cell longer than its budget.
+    import signal
+    import subprocess
+    import sys
+
+    from harness import results
+    from tests.conftest import REPO
+
+    out = tmp_path / "results"
+    args = ["run", "--backend", "faulty", "--task", "linear_regression", "--mode", "hang", "--epochs", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(out)], cwd=REPO,
+                            env=fake_plugin.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in proc.stderr:
+        if "hang cpu: starting" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    (run_dir,) = results.run_dirs(out)
+    resumed = bench("run", "--resume", run_dir.name, "--timeout", "2", "--out", str(out), env=fake_plugin.env())
+    assert resumed.returncode == 1, resumed.stderr
+    (record,) = results.read_records(run_dir / results.RECORDS)[0]
+    assert (record["status"], record["message"]) == ("timeout", "no result within the 2 s timeout")
