@@ -19,27 +19,22 @@ from typing import Any
 
 import numpy as np
 
+from backends import jax_loops
+from backends.compile_clock import CompileClock, SpanUnion
 from harness import hookimpl
 from harness.api import Backend, Cell, Dataset, Task, Weights
 
 PREDICT_BATCH = 2000
-# What compiled mode runs on CPU, per task: "scan" = lax.scan over the epoch's steps in
-# one program, "step" = a Python loop over a jitted step; the LSTM's time loop is
-# lax.scan ("scan") or unrolled into the program ("python"). Chosen by measurement on a
-# 2-core CPU: scan wins for linear regression (~4x: per-step dispatch dominates), the MLP
-# (~1.5x at 2 threads, ~1.2x at 1) and the LSTM (both scans: ~1.35x over a stepped loop,
-# ~2x over an unrolled time loop, which also compiles for 40 s+); the CNN needs "step"
-# (STEP_REASON). On CUDA
-# (not measured here) the whole epoch is one program, the usual best on a GPU.
-# BENCH_JAX_EPOCH_LOOP and BENCH_JAX_TIME_LOOP override both, for re-measuring.
-CPU_EPOCH_LOOP = {"linear_regression": "scan", "mnist_mlp": "scan", "mnist_cnn": "step", "mnist_lstm": "scan"}
-CPU_TIME_LOOP = {"mnist_lstm": "scan"}
-STEP_REASON = ("in a lax.scan, XLA's CPU compiler leaves the backward convolutions un-canonicalised, so they "
-               "run as naive loops instead of Eigen: about 20x slower than a jitted step")
-EPOCH_LOOP_ENV = "BENCH_JAX_EPOCH_LOOP"
-TIME_LOOP_ENV = "BENCH_JAX_TIME_LOOP"
-EPOCH_LOOPS = ("scan", "step")
-TIME_LOOPS = ("python", "scan")
+# Every JAX compile goes through these phases, each reported to jax.monitoring as a time span: un-jitted
+# (eager) code too, whose every primitive is compiled, once per shape, the first time it runs.
+COMPILE_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration",
+                            "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                            "/jax/core/compile/backend_compile_duration"})
+COMPILE_SOURCE = "jax.monitoring: trace + lower to MLIR + XLA compile"
+# One per process: jax.monitoring keeps its listeners for the life of the process, so cells run one
+# after another in one process (tests) share this one and each counts from its own build on.
+_compile_spans = SpanUnion()
+_listening = False
 # bf16: every matmul and conv gets bf16 operands, so the default precision is the bf16 one.
 MATMUL_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}
 
@@ -52,7 +47,9 @@ class JaxState:
     epoch: Any
     apply: Any
     loss_fn: Any
+    compile_clock: CompileClock
     info: dict[str, Any] = field(default_factory=dict)
+    memory_at_reset: dict[str, int] | None = None  # the device's memory stats when training began
 
 
 def _describe(jax: Any, device: Any, cell: Cell, task: Task, epoch_loop: str, time_loop: str, opt_text: str,
@@ -82,7 +79,7 @@ def _describe(jax: Any, device: Any, cell: Cell, task: Task, epoch_loop: str, ti
     if cell.device == "cpu":
         info["xla_cpu_thread_pool"] = f"sized by XLA from the affinity mask ({threads} cores)"
         if compiled and epoch_loop == "step" and "Conv2D" in kinds:
-            info["epoch_loop_why"] = STEP_REASON
+            info["epoch_loop_why"] = jax_loops.STEP_REASON
     if "LSTM" in kinds:
         loop = "lax.scan" if time_loop == "scan" else ("unrolled in the program" if compiled else "Python loop")
         info["lstm"] = f"input projection hoisted out of the time loop; time loop: {loop}"
@@ -101,11 +98,7 @@ class JaxBackend(Backend):
 
     @classmethod
     def settings_problem(cls) -> str | None:
-        for variable, valid in ((EPOCH_LOOP_ENV, EPOCH_LOOPS), (TIME_LOOP_ENV, TIME_LOOPS)):
-            value = os.environ.get(variable)
-            if value and value not in valid:
-                return f"{variable} must be one of {', '.join(valid)} (or unset), not {value!r}"
-        return None
+        return jax_loops.settings_problem()
 
     @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
@@ -117,7 +110,9 @@ class JaxBackend(Backend):
     # -- worker side -------------------------------------------------------
 
     def configure(self, cell: Cell) -> dict[str, str]:
-        env = {"JAX_PLATFORMS": "cuda" if cell.device == "cuda" else "cpu"}
+        # jaxlib's C++ logging (XLA, PJRT) reads TF_CPP_MIN_LOG_LEVEL: errors only unless the user says otherwise.
+        env = {"JAX_PLATFORMS": "cuda" if cell.device == "cuda" else "cpu",
+               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         if cell.device == "cuda":
             env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         # XLA's CPU thread pool is sized from the affinity mask the harness set; with one core,
@@ -136,6 +131,7 @@ class JaxBackend(Backend):
         from backends import jax_model, jax_optim, jax_train  # noqa: F401
 
         jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION[cell.precision])
+        _listen_for_compiles(jax)
         self.jax = jax
 
     def device_problem(self, cell: Cell) -> str | None:
@@ -157,12 +153,9 @@ class JaxBackend(Backend):
             problem = self.device_problem(cell)
             if problem:
                 raise RuntimeError(problem)
+        compile_clock = CompileClock(_compile_spans.total, COMPILE_SOURCE)
         compiled = cell.mode == "compiled"
-        on_cpu = cell.device == "cpu"
-        epoch_loop = os.environ.get(EPOCH_LOOP_ENV) or (CPU_EPOCH_LOOP.get(task.name, "scan") if on_cpu else "scan")
-        time_loop = os.environ.get(TIME_LOOP_ENV) or (CPU_TIME_LOOP.get(task.name, "scan") if on_cpu else "scan")
-        if not compiled:
-            epoch_loop, time_loop = "python", "python"
+        epoch_loop, time_loop = jax_loops.loops_for(task.name, cell.device, compiled)
         compute_dtype = jnp.bfloat16 if cell.precision == "bf16" else jnp.float32
 
         apply = jax_model.make_apply(task.model().layers, time_loop, compute_dtype)
@@ -183,7 +176,7 @@ class JaxBackend(Backend):
         # (optax's step count) would give the second epoch a different signature, and a recompile.
         opt_state = jax.device_put(opt.init(params), self.device)
         info = _describe(jax, self.device, cell, task, epoch_loop, time_loop, opt_text, jnp.dtype(compute_dtype).name)
-        return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, info)
+        return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, compile_clock, info)
 
     def train_epoch(self, state: JaxState, order: np.ndarray) -> JaxState:
         order_dev = self.jax.device_put(order.astype(np.int32), self.device)
@@ -198,30 +191,69 @@ class JaxBackend(Backend):
         x = state.data[f"x_{split}"] if split in ("train", "test") else None
         if x is None:
             raise ValueError(f"unknown split {split!r} (choose from: train, test)")
-        outputs = [state.apply(state.params, x[start:start + PREDICT_BATCH])
-                   for start in range(0, x.shape[0], PREDICT_BATCH)]
-        return np.concatenate([np.asarray(out) for out in outputs])
+        with state.compile_clock.aside():
+            outputs = [state.apply(state.params, x[start:start + PREDICT_BATCH])
+                       for start in range(0, x.shape[0], PREDICT_BATCH)]
+            return np.concatenate([np.asarray(out) for out in outputs])
 
     def loss(self, state: JaxState, indices: np.ndarray) -> float:
-        idx = self.jax.device_put(np.asarray(indices, np.int32), self.device)
-        return float(state.loss_fn(state.params, state.data["x_train"][idx], state.data["y_train"][idx]))
+        with state.compile_clock.aside():
+            idx = self.jax.device_put(np.asarray(indices, np.int32), self.device)
+            return float(state.loss_fn(state.params, state.data["x_train"][idx], state.data["y_train"][idx]))
 
     def get_weights(self, state: JaxState) -> Weights:
         from backends import jax_model
 
         return jax_model.weights_from_params(state.params)
 
-    def peak_device_mb(self, state: JaxState) -> float | None:
+    def compile_time(self, state: JaxState) -> tuple[float, str]:
+        return state.compile_clock.reading()
+
+    def _memory_stats(self) -> dict[str, int] | None:
         try:
             stats = self.device.memory_stats()
-        except Exception:  # noqa: BLE001 - not every platform reports memory
+        except Exception:  # noqa: BLE001 - not every platform reports memory (the CPU does not)
             return None
-        if not stats or "peak_bytes_in_use" not in stats:
-            return None
-        return stats["peak_bytes_in_use"] / 2**20
+        return stats if stats and {"bytes_in_use", "peak_bytes_in_use"} <= stats.keys() else None
+
+    def reset_peak_device(self, state: JaxState) -> None:
+        state.memory_at_reset = self._memory_stats()
+
+    def _training_peak(self, state: JaxState) -> tuple[float | None, str | None]:
+        """(MB above what was in use when training began, or None; why None where that is not known).
+
+        JAX's peak counter cannot be reset: it is the process's peak. When it rose after the reset, the
+        new peak happened during training and is exact. When it did not, training never went above the
+        peak reached while the data were staged, and its own peak is known only to lie below that."""
+        before, now = state.memory_at_reset, self._memory_stats()
+        if before is None or now is None:
+            return None, None
+        if now["peak_bytes_in_use"] > before["peak_bytes_in_use"]:
+            return (now["peak_bytes_in_use"] - before["bytes_in_use"]) / 2**20, None
+        bound = (before["peak_bytes_in_use"] - before["bytes_in_use"]) / 2**20
+        return None, (f"unknown: training stayed below the peak reached while staging the data, {bound:.1f} MB "
+                      "above what training started with (JAX cannot reset its peak counter)")
+
+    def peak_device_mb(self, state: JaxState) -> float | None:
+        return self._training_peak(state)[0]
 
     def details(self, state: JaxState) -> dict[str, Any]:
-        return dict(state.info)
+        info = dict(state.info)
+        unknown = self._training_peak(state)[1]
+        if unknown:
+            info["peak_device"] = unknown
+        return info
+
+
+def _listen_for_compiles(jax: Any) -> None:
+    global _listening
+    if not _listening:
+        def on_span(event: str, start: float, end: float, **_: Any) -> None:
+            if event in COMPILE_EVENTS:
+                _compile_spans.add(start, end)
+
+        jax.monitoring.register_event_time_span_listener(on_span)
+        _listening = True
 
 
 @hookimpl

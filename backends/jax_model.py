@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from backends.jax_backend import TIME_LOOPS
+from backends.jax_loops import TIME_LOOPS
 from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 Params = list[dict[str, Any]]

@@ -14,7 +14,7 @@ import jax
 import optax
 from jax import lax
 
-from backends.jax_backend import EPOCH_LOOPS
+from backends.jax_loops import EPOCH_LOOPS
 
 Epoch = Callable[[Any, Any, Any, Any, Any], tuple[Any, Any]]
 

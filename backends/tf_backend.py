@@ -6,12 +6,14 @@ backends/tf_model.py, the update rules in backends/tf_optim.py, the epoch loops 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from backends.compile_clock import CompileClock
 from harness import hookimpl
 from harness.api import Backend, Cell, Dataset, Task, Weights
 
@@ -31,6 +33,24 @@ CPU_STRATEGY: dict[str, str] = {
 # CUDA (unmeasured: no GPU build of TensorFlow was at hand): these workloads are launch-bound on a
 # GPU, so one XLA program per epoch, with XLA handing convolutions to cuDNN.
 CUDA_STRATEGY = "xla_epoch"
+# TF times tracing in Python (a counter any caller can read), but the graph optimisation and the XLA
+# compile at a function's first call only in C++ metrics (/tensorflow/core/graph_optimization_usecs,
+# /tensorflow/core/xla_compilation_time_usecs) that Python cannot read: registering the same name from
+# Python gives a detached counter that stays at 0 (checked with TF 2.21).
+COMPILE_SOURCE = ("tf.function tracing only (TF's graph_building_time_usecs counter); graph optimisation and "
+                  "XLA compile at the first call are not exposed")
+
+
+def tracing_seconds_reader() -> Callable[[], float] | None:
+    """TF's own running total of tf.function tracing (graph building) time in this process, as a
+    function that reads it; None where this TF version keeps no such counter."""
+    try:
+        from tensorflow.python.eager.polymorphic_function import tracing_compilation
+
+        cell = tracing_compilation._graph_building_time_counter.get_cell()
+    except (ImportError, AttributeError):
+        return None
+    return lambda: cell.value() / 1e6  # microseconds
 
 
 @dataclass
@@ -41,7 +61,9 @@ class TFState:
     device: str  # "/CPU:0" or "/GPU:0"
     train: tuple[Any, Any]  # x, y resident on the device
     test: tuple[Any, Any]
+    compile_clock: CompileClock | None  # None: this TF does not time its tracing
     facts: dict[str, Any] = field(default_factory=dict)
+    memory_at_reset: int = 0  # bytes in use on the GPU when training began
 
 
 class TensorFlowBackend(Backend):
@@ -111,6 +133,8 @@ class TensorFlowBackend(Backend):
         from backends.tf_optim import IMPLEMENTATION, Optimizer
         from backends.tf_train import EAGER, STRATEGIES, make_programs
 
+        read_tracing = tracing_seconds_reader()
+        compile_clock = CompileClock(read_tracing, COMPILE_SOURCE) if read_tracing else None
         device = "/GPU:0" if cell.device == "cuda" else "/CPU:0"
         compute_dtype = tf.bfloat16 if cell.precision == "bf16" else tf.float32
         label_dtype = np.int64 if task.loss == "cross_entropy" else np.float32
@@ -135,7 +159,7 @@ class TensorFlowBackend(Backend):
             "compute_dtype": compute_dtype.name,
             "sync": "host read (.numpy()) of the last-updated parameter",
         }
-        return TFState(net, optimizer, programs, device, train, test, facts)
+        return TFState(net, optimizer, programs, device, train, test, compile_clock, facts)
 
     def train_epoch(self, state: TFState, order: np.ndarray) -> TFState:
         import tensorflow as tf
@@ -159,7 +183,7 @@ class TensorFlowBackend(Backend):
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r} (choose from: train, test)")
         x, _ = state.train if split == "train" else state.test
-        with tf.device(state.device):
+        with tf.device(state.device), _aside(state):
             chunks = [state.programs.forward(x[i: i + PREDICT_BATCH]).numpy()
                       for i in range(0, x.shape[0], PREDICT_BATCH)]
         return np.concatenate(chunks)
@@ -167,7 +191,7 @@ class TensorFlowBackend(Backend):
     def loss(self, state: TFState, indices: np.ndarray) -> float:
         import tensorflow as tf
 
-        with tf.device(state.device):
+        with tf.device(state.device), _aside(state):
             idx = tf.constant(np.asarray(indices, np.int64))
             x_all, y_all = state.train
             return float(state.programs.batch_loss(tf.gather(x_all, idx), tf.gather(y_all, idx)).numpy())
@@ -175,12 +199,25 @@ class TensorFlowBackend(Backend):
     def get_weights(self, state: TFState) -> Weights:
         return state.net.get_weights()
 
+    def compile_time(self, state: TFState) -> tuple[float, str] | None:
+        # None: a TF without the graph-building counter, whose compile time nothing in Python can read.
+        return state.compile_clock.reading() if state.compile_clock else None
+
+    def reset_peak_device(self, state: TFState) -> None:
+        if state.device == "/GPU:0":
+            import tensorflow as tf
+
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            state.memory_at_reset = tf.config.experimental.get_memory_info("GPU:0")["current"]
+
     def peak_device_mb(self, state: TFState) -> float | None:
+        """The most TF's GPU allocator held during training, above what the staged data, the model and
+        the optimizer slots already held when it began."""
         if state.device != "/GPU:0":
             return None
         import tensorflow as tf
 
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        return (tf.config.experimental.get_memory_info("GPU:0")["peak"] - state.memory_at_reset) / 2**20
 
     def details(self, state: TFState) -> dict[str, Any]:
         import tensorflow as tf
@@ -192,6 +229,11 @@ class TensorFlowBackend(Backend):
             "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             "tf32_enabled": tf.config.experimental.tensor_float_32_execution_enabled(),
         }
+
+
+def _aside(state: TFState) -> Any:
+    """The harness scoring the model: what TF traces for it is not training's compile time."""
+    return state.compile_clock.aside() if state.compile_clock else contextlib.nullcontext()
 
 
 @hookimpl

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 import harness
+from backends.compile_clock import CompileClock
 from harness.api import Backend, Cell, Dataset, Task, Weights
 
 PREDICT_BATCH = 2000
+COMPILE_SOURCE = "torch._dynamo compile-time metrics: dynamo + AOTAutograd + inductor (forward and backward)"
+CAPTURE_SOURCE = " + CUDA graph capture (timed around torch.cuda.graph)"
+
+
+def dynamo_compile_seconds() -> float:
+    """torch.compile's running total for this process: every frame dynamo compiled (with AOTAutograd
+    and inductor inside it) and every backward compiled lazily at its first call."""
+    # Only torch.compile loads torch._dynamo: not loaded means nothing compiled, and importing it
+    # just to read zeros would cost seconds.
+    utils = sys.modules.get("torch._dynamo.utils")
+    return float(utils.calculate_time_spent().get("total_wall_time", 0.0)) if utils else 0.0
 
 
 @dataclass
@@ -38,7 +51,9 @@ class TorchState:
     loss_at: Any  # idx -> loss tensor (the framework's training loss, eager)
     step: Any  # idx -> None, one optimizer step
     autocast: Any  # () -> context manager: bf16 autocast, or nothing
+    compile_clock: CompileClock
     facts: dict[str, Any] = field(default_factory=dict)
+    memory_at_reset: int = 0  # bytes allocated on the GPU when training began
 
 
 class TorchBackend(Backend):
@@ -86,6 +101,7 @@ class TorchBackend(Backend):
 
         from backends import torch_model, torch_optim, torch_train
 
+        compile_clock = CompileClock(dynamo_compile_seconds, COMPILE_SOURCE)
         device = torch.device(cell.device)
         spec = task.model()
         torch.manual_seed(cell.seed)  # nothing here is random; this only makes that certain
@@ -137,12 +153,13 @@ class TorchBackend(Backend):
         if cell.mode == "compiled":
             facts["inductor_compile_threads"] = torch._inductor.config.compile_threads
             if device.type == "cpu":
-                facts["inductor_toolchain_s"] = torch_train.prepare_cpu_toolchain()
+                with compile_clock.aside():  # inductor's one-off set-up, not this model's compile (README)
+                    facts["inductor_toolchain_s"] = torch_train.prepare_cpu_toolchain()
                 facts["inductor_vec_isa"] = torch_train.cpu_vec_isa()
             if graphed:
                 step = torch_train.graphed_step(step, reset, params, cell.hp.batch_size, device, facts)
         return TorchState(task, cell, device, net, optimizer, x_train, y_train, x_test, y_test, loss_at, step,
-                          autocast, facts)
+                          autocast, compile_clock, facts)
 
     def train_epoch(self, state: TorchState, order: np.ndarray) -> TorchState:
         import torch
@@ -183,11 +200,27 @@ class TorchBackend(Backend):
 
         return torch_model.read_weights(state.net, state.task.model())
 
-    def peak_device_mb(self, state: TorchState) -> float | None:
+    def compile_time(self, state: TorchState) -> tuple[float, str]:
+        seconds, source = state.compile_clock.reading()
+        capture_s = state.facts.get("cuda_graph_capture_s")
+        if capture_s is not None:
+            seconds, source = seconds + capture_s, source + CAPTURE_SOURCE
+        return seconds, source
+
+    def reset_peak_device(self, state: TorchState) -> None:
         import torch
 
         if state.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(state.device) / 2**20
+            torch.cuda.reset_peak_memory_stats(state.device)
+            state.memory_at_reset = torch.cuda.memory_allocated(state.device)
+
+    def peak_device_mb(self, state: TorchState) -> float | None:
+        """The most the caching allocator held for tensors during training, above what the staged data,
+        the model and any optimizer state built ahead already held when it began."""
+        import torch
+
+        if state.device.type == "cuda":
+            return (torch.cuda.max_memory_allocated(state.device) - state.memory_at_reset) / 2**20
         return None
 
     def details(self, state: TorchState) -> dict[str, Any]:

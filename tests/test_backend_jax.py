@@ -18,6 +18,7 @@ from harness.registry import class_ref
 from harness.worker import run_cell
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP
+from tests.compile_checks import assert_compile_measured
 
 jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
@@ -95,8 +96,10 @@ def test_tf32_is_refused_on_cpu_but_offered_on_cuda():
 
 def test_configure_picks_the_platform_and_one_thread_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     env = JaxBackend().configure(make_cell(MnistMLP, "eager", threads=1))
     assert env["JAX_PLATFORMS"] == "cpu"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2"  # jaxlib's C++ logging: errors only
     assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false"  # appended, not replaced
     env = JaxBackend().configure(make_cell(MnistMLP, "compiled", device="cuda", threads=2))
     assert env["JAX_PLATFORMS"] == "cuda" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
@@ -129,6 +132,32 @@ def test_one_epoch_through_the_worker(backend, task_cls, mode):
     assert details["matmul_precision"] == "highest" and details["compute_dtype"] == "float32"
     assert ("op by op" in details["train_step"]) == (mode == "eager")
     assert details["epoch_loop"] in (("python",) if mode == "eager" else ("scan", "step"))
+    if mode == "compiled":
+        assert_compile_measured(result)
+    else:  # eager JAX compiles each primitive once per shape per process: earlier tests may have done it all
+        assert 0 <= result["compile_s"] < result["setup_s"] + result["first_epoch_s"]
+    assert result["compile_source"].startswith("jax.monitoring")
+
+
+def test_compile_time_counts_recompiles_and_leaves_out_scoring(backend):
+    """An epoch of a new length compiles a new program, and counts; predict and loss compile their own
+    programs, which do not."""
+    from backends.jax_backend import _compile_spans
+
+    state, _, _ = build(backend, MnistMLP, "compiled", train_size=512)
+    order = np.arange(512).reshape(4, 128)
+    backend.train_epoch(state, order)
+    backend.sync(state)
+    first = backend.compile_time(state)[0]
+    backend.train_epoch(state, order[:3])  # lax.scan over 3 rows: another program
+    backend.sync(state)
+    trained = backend.compile_time(state)[0]
+    assert 0 < first < trained
+    process_total = _compile_spans.total()
+    backend.predict(state, "test")
+    backend.loss(state, np.arange(16))
+    assert _compile_spans.total() > process_total  # scoring did compile
+    assert backend.compile_time(state)[0] == trained
 
 
 def test_latency_phase_runs_one_row_epochs(backend):
@@ -307,21 +336,54 @@ def test_both_compiled_epoch_loops_train_like_eager(backend, monkeypatch, loop):
             np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-5, atol=1e-6)
 
 
+def test_device_peak_counts_from_the_reset_and_says_when_it_cannot_tell(backend, monkeypatch):
+    """JAX's peak counter cannot be reset. The CPU keeps no memory stats, so the device's are scripted here
+    (the real ones are read by the GPU tests below)."""
+    from types import SimpleNamespace
+
+    state, _, _ = build(backend, LinearRegression, "compiled")
+    mb = 2**20
+    stats = {"bytes_in_use": 100 * mb, "peak_bytes_in_use": 150 * mb}  # staging peaked 50 MB above its end
+    monkeypatch.setattr(backend, "device", SimpleNamespace(memory_stats=lambda: dict(stats)))
+    backend.reset_peak_device(state)
+    stats.update(bytes_in_use=101 * mb, peak_bytes_in_use=150 * mb)  # training stayed below that peak
+    assert backend.peak_device_mb(state) is None
+    assert "50.0 MB" in backend.details(state)["peak_device"]
+    stats["peak_bytes_in_use"] = 180 * mb  # a new peak: it happened during training
+    assert backend.peak_device_mb(state) == 80.0 and "peak_device" not in backend.details(state)
+
+
 # -- GPU (skipped without one) -----------------------------------------------------
+
+
+def in_a_fresh_worker(cell: Cell) -> dict:
+    """The cell through `python -m harness.worker`, so JAX starts with JAX_PLATFORMS=cuda as in a real run."""
+    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(cell.to_dict()),
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "BENCH_EVENT_FD": "1"})
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return next(e["values"] for e in events if e.get("event") == "result")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ("fp32", "bf16"))
 def test_cuda_cell_in_a_fresh_worker(precision):
-    """Through `python -m harness.worker`, so JAX starts with JAX_PLATFORMS=cuda as in a real run."""
     cell = make_cell(MnistMLP, "compiled", device="cuda", precision=precision, train_size=2048, test_size=512)
-    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(cell.to_dict()),
-                          capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env={**os.environ, "BENCH_EVENT_FD": "1"})
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    result = next(e["values"] for e in events if e.get("event") == "result")
+    result = in_a_fresh_worker(cell)
     assert result["status"] == "ok", result.get("message")
     assert "cuda" in result["details"]["device"].lower() or "gpu" in result["details"]["device"].lower()
     assert result["peak_device_mb"] and result["peak_device_mb"] > 0
+    assert_compile_measured(result)
     if precision == "fp32":
         assert result["initial_loss"] == pytest.approx(result["initial_loss_ref"], rel=1e-5)
+
+
+@pytest.mark.gpu
+def test_peak_device_memory_leaves_out_the_staged_data():
+    """8x the data on the device, the same training: the peak counts training's memory, not the dataset's."""
+    small, large = (in_a_fresh_worker(make_cell(MnistMLP, "compiled", device="cuda", train_size=n))
+                    for n in (4096, 32768))
+    assert small["status"] == large["status"] == "ok", (small.get("message"), large.get("message"))
+    assert small["peak_device_mb"] > 0, small["details"].get("peak_device")
+    grew = large["peak_device_mb"] - small["peak_device_mb"]
+    assert abs(grew) < 0.25 * (large["data_mb"] - small["data_mb"]), (small["peak_device_mb"], large["peak_device_mb"])

@@ -16,6 +16,7 @@ from harness.registry import class_ref
 from harness.worker import run_cell
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP
+from tests.compile_checks import assert_compile_measured, assert_nothing_compiled
 
 tf = pytest.importorskip("tensorflow")
 
@@ -76,6 +77,16 @@ def test_reduced_precision_offered_on_cuda_only():
                                                                 precision="bf16")) is None
 
 
+def test_configure_sets_tensorflows_variables_and_keeps_the_users(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    cpu = TensorFlowBackend().configure(make_cell(MnistMLP, "eager"))
+    assert cpu == {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    cuda = TensorFlowBackend().configure(make_cell(MnistMLP, "compiled", device="cuda"))
+    assert cuda["TF_CPP_MIN_LOG_LEVEL"] == "2" and cuda["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
 # -- end to end through the worker ---------------------------------------------
 
 
@@ -91,6 +102,26 @@ def test_one_epoch_through_the_worker(backend, task_cls, mode):
     details = result["details"]
     assert details["intra_op_threads"] == 1 and details["tf32_enabled"] is False
     assert ("op by op" in details["compiled"]) == (mode == "eager")
+    if mode == "eager":
+        assert_nothing_compiled(result)
+    else:
+        assert_compile_measured(result)
+        assert "tracing only" in result["compile_source"]
+
+
+def test_compile_time_leaves_out_what_scoring_traces(backend):
+    """predict and loss trace their own tf.functions: TF's counter moves, the cell's compile time does not."""
+    from backends.tf_backend import tracing_seconds_reader
+
+    state, _, _ = build(backend, MnistMLP, "compiled", train_size=256)
+    backend.train_epoch(state, np.arange(256).reshape(2, 128).astype(np.int64))
+    trained, _ = backend.compile_time(state)
+    tracing = tracing_seconds_reader()
+    before = tracing()
+    backend.predict(state, "test")
+    backend.loss(state, np.arange(16))
+    assert tracing() > before  # scoring did trace
+    assert backend.compile_time(state)[0] == trained > 0
 
 
 # -- exactness -----------------------------------------------------------------
@@ -235,8 +266,21 @@ def test_mlp_on_cuda(backend, precision):
     assert result["details"]["device"] == "/GPU:0"
     assert result["details"]["tf32_enabled"] is (precision == "tf32")
     assert result["peak_device_mb"] > 0
+    assert_compile_measured(result)
     if precision == "fp32":
         assert result["initial_loss"] == pytest.approx(result["initial_loss_ref"], rel=1e-5)
+
+
+@pytest.mark.gpu
+def test_peak_device_memory_leaves_out_the_staged_data(backend):
+    """8x the data on the device, the same training: the peak counts training's memory, not the dataset's."""
+    small, large = (run_cell(make_cell(MnistMLP, "compiled", device="cuda", train_size=n)) for n in (4096, 32768))
+    if small["status"] == "skipped":
+        pytest.skip(small["message"])
+    assert small["status"] == large["status"] == "ok", (small.get("message"), large.get("message"))
+    assert small["peak_device_mb"] > 0
+    grew = large["peak_device_mb"] - small["peak_device_mb"]
+    assert abs(grew) < 0.25 * (large["data_mb"] - small["data_mb"]), (small["peak_device_mb"], large["peak_device_mb"])
 
 
 # -- paths this CPU doesn't time, checked for correctness ------------------------

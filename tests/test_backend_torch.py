@@ -15,6 +15,7 @@ from harness.registry import class_ref  # noqa: E402
 from harness.worker import run_cell  # noqa: E402
 from tasks.linear_regression import LinearRegression  # noqa: E402
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP  # noqa: E402
+from tests.compile_checks import assert_compile_measured, assert_nothing_compiled  # noqa: E402
 
 TASKS = (LinearRegression, MnistMLP, MnistCNN, MnistLSTM)
 
@@ -78,6 +79,19 @@ def test_one_epoch_of_every_task_and_mode(cell_results, task_cls, mode):
     assert r["details"]["tf32_matmul"] is False and r["details"]["matmul_precision"] == "highest"
     assert r["peak_device_mb"] is None
     assert len(r["epoch_s"]) == 1 and r["step_ms_p50"] > 0
+
+
+@pytest.mark.parametrize("task_cls", TASKS, ids=lambda t: t.name)
+@pytest.mark.parametrize("mode", TorchBackend.modes)
+def test_compile_time_is_what_torch_compile_reports(cell_results, task_cls, mode):
+    r = cell_results[task_cls.name, mode]
+    if mode == "eager":
+        assert_nothing_compiled(r)
+    else:
+        assert_compile_measured(r)
+        assert r["compile_source"].startswith("torch._dynamo")
+        assert r["compile_s"] < r["first_epoch_s"]  # torch.compile compiles at the first call; the toolchain
+        # warm-up at setup is not this model's compile (details' inductor_toolchain_s)
 
 
 @pytest.mark.parametrize("task_cls", TASKS, ids=lambda t: t.name)
@@ -248,6 +262,13 @@ def test_optimizers_get_every_hyperparameter_explicitly():
     assert optimizer_settings(hp.replace(optimizer="momentum"))[1]["momentum"] == 0.7
 
 
+def test_configure_sets_torchs_variables_and_keeps_the_users(monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_VEC_ISA_OK", raising=False)
+    monkeypatch.setenv("TORCH_CPP_LOG_LEVEL", "INFO")
+    env = TorchBackend().configure(make_cell(MnistMLP, "compiled"))
+    assert env == {"TORCH_CPP_LOG_LEVEL": "INFO", "TORCHINDUCTOR_VEC_ISA_OK": "1"}
+
+
 def test_reduced_precision_is_offered_on_cuda_only():
     task = MnistMLP()
     assert TorchBackend.unsupported_reason(task, make_cell(MnistMLP)) is None
@@ -302,9 +323,23 @@ def test_cuda_cell_trains_on_the_device(mode, precision):
     r = run_cell(make_cell(MnistMLP, mode, device="cuda", precision=precision, epochs=2, train_size=4096))
     assert r["status"] == "ok", r.get("message")
     assert r["peak_device_mb"] > 0
+    if mode == "compiled":
+        assert_compile_measured(r)
+        assert r["details"]["cuda_graph_capture_s"] > 0 and "CUDA graph capture" in r["compile_source"]
     assert r["details"]["tf32_matmul"] is False
     if precision == "fp32":
         assert r["initial_loss"] == pytest.approx(r["initial_loss_ref"], rel=1e-5)
     if mode == "compiled":
         assert r["details"]["cuda_graph"].startswith("whole step captured")
     assert r["metrics"]["loss"] < r["initial_loss_ref"]
+
+
+@pytest.mark.gpu
+def test_peak_device_memory_leaves_out_the_staged_data():
+    """8x the data on the device, the same training: the peak counts training's memory, not the dataset's."""
+    small, large = (run_cell(make_cell(MnistMLP, "compiled", device="cuda", epochs=1, train_size=n, test_size=256))
+                    for n in (4096, 32768))
+    assert small["status"] == large["status"] == "ok", (small.get("message"), large.get("message"))
+    assert small["peak_device_mb"] > 0
+    grew = large["peak_device_mb"] - small["peak_device_mb"]
+    assert abs(grew) < 0.25 * (large["data_mb"] - small["data_mb"]), (small["peak_device_mb"], large["peak_device_mb"])
