@@ -321,8 +321,9 @@ class Backend(ABC):
         return None
 
     def compile_time(self, state: Any) -> tuple[float, str] | None:
-        """Seconds the framework itself reports having spent compiling in this process so far (tracing,
-        lowering, code generation, autotuning), and how that was measured, e.g.
+        """Seconds the framework itself reports having spent compiling for training (tracing, lowering,
+        code generation, autotuning), counted from `build` on and leaving out what `predict`, `loss` and
+        one-time toolchain warm-ups compile, and how that was measured, e.g.
         `(1.93, "jax.monitoring: trace + lower + backend compile")`; `(0.0, why)` where the mode compiles
         nothing; None where the framework cannot tell (then only the first-epoch excess is recorded).
         Called after the training epochs, outside every timed phase."""

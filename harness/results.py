@@ -82,7 +82,8 @@ SCHEMA: dict[str, str] = {
     "epochs_to_target": "epoch when the target was first met",
     "peak_host_mb": "peak resident memory of the cell's process",
     "data_mb": "size of the task's arrays as loaded (training and test splits)",
-    "peak_device_mb": "peak accelerator memory after the data were staged and the model built",
+    "peak_device_mb": "peak accelerator memory above what was in use when training began (staged data and model "
+                      "excluded); JAX: none when training stayed under the staging peak (see details.peak_device)",
     "initial_loss": "the framework's loss on the first batch before training",
     "initial_loss_ref": "the same loss from the float64 NumPy reference forward pass",
     "details": "dict: backend-specific facts (what was compiled, thread settings, ...)",

@@ -1,9 +1,9 @@
 """Compilation belongs to the first epoch.
 
-bench reports compile_s as the first epoch's time minus the steady one (the median of
-the later epochs). A backend that compiles again in its second epoch, e.g. because the
-arrays it builds differ in type or placement from those its step returns, inflates its
-steady epoch time and understates compile_s.
+bench reports the first epoch's excess over the steady one (the median of the later epochs)
+beside the compile time the framework measures. A backend that compiles again in its second
+epoch, e.g. because the arrays it builds differ in type or placement from those its step
+returns, inflates its steady epoch time and hides that cost from the first-epoch excess.
 """
 
 from __future__ import annotations
