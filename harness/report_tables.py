@@ -171,14 +171,19 @@ def results_section(s: pd.DataFrame, title: str = "Results") -> Section:
 
 # -- overview matrices ---------------------------------------------------------------------
 
+def keys_within_tasks(s: pd.DataFrame) -> list[str]:
+    """The settings besides backend, mode and device that differ between cells of one task (a setting that
+    differs only between tasks, such as each task's epochs, tells that task's cells nothing)."""
+    return [k for k in varying_keys(s) if k not in SHOWN_KEYS
+            and s.groupby("task")[k].nunique().max() > 1]  # unknown for a failed cell: no difference
+
+
 def _matrix(s: pd.DataFrame, texts: list[str], row_keys: list[str] | None) -> tuple[list[str], list[list[str]]]:
     """Rows: `row_keys` (default: backend, mode, device and every key that varies within a task); columns:
     tasks; each cell the texts of the rows of that backend setting and task."""
     tasks = sorted(s["task"].astype(str).unique())
     if row_keys is None:
-        row_keys = ["backend", "mode", "device"]
-        row_keys += [k for k in varying_keys(s) if k not in (*row_keys, "task")
-                     and s.groupby("task")[k].nunique().max() > 1]  # unknown for a failed cell: no difference
+        row_keys = ["backend", "mode", "device", *keys_within_tasks(s)]
     frame = pd.DataFrame({k: cells(s[k], fmt_value) for k in row_keys}).assign(task=s["task"].astype(str).to_numpy(),
                                                                                 text=texts)
     joined: dict[tuple, dict[str, list[str]]] = {}
@@ -368,7 +373,7 @@ def build(df: pd.DataFrame, s: pd.DataFrame) -> Report:
             failures = failures_section(s, _group_keys(s))
         else:
             sections.append(results_section(s))
-            failures = failures_section(s, [k for k in varying_keys(s) if k not in ("train_size", "threads")])
+            failures = failures_section(s, [*SHOWN_KEYS, *keys_within_tasks(s)])
         if failures:
             sections.append(failures)
         sections += [section for build_extra in EXTRA_SECTIONS if (section := build_extra(df, s)) is not None]
