@@ -88,7 +88,8 @@ def test_summary_matches_a_per_configuration_computation(repeated):
     assert (s["message"][s["status"].str.contains("oom")] == "worker killed by SIGKILL").all()
 
 
-def test_batched_bootstrap_is_the_single_group_bootstrap():
+def test_batched_bootstrap_is_the_single_group_bootstrap(monkeypatch):
+    monkeypatch.setattr("harness.report_summary.BOOTSTRAP_CHUNK", 2 * 2000 * 5)  # two groups at a time
     values = np.random.default_rng(3).lognormal(size=(7, 5))
     batched = bootstrap_ci_rows(values)
     for row, ci in zip(values, batched):
