@@ -424,3 +424,22 @@ def test_cli_report_bad_input_exits_2_and_writes_nothing(root, tmp_path, capsys)
     assert "cannot write" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+# -- sections other modules add ------------------------------------------------------------
+
+def test_an_extra_section_is_laid_out_by_every_format(df, monkeypatch):
+    def cost(records: pd.DataFrame, s: pd.DataFrame) -> report.Section:
+        ok = s[s["ok"] > 0]
+        return report.Section("Keras cost", ["task", "backend", "ok cells"],
+                              [[t, b, str(n)] for (t, b), n in ok.groupby(["task", "backend"]).size().items()],
+                              note="cells per backend", names=frozenset({0, 1}), numeric=frozenset({2}))
+
+    monkeypatch.setattr("harness.report_tables.EXTRA_SECTIONS", [cost, lambda records, s: None])
+    text = report.render(df, "table", width=100)
+    title, header, rows = next(t for t in rich_tables(text) if t[0].startswith("Keras cost"))
+    assert header == ["task", "backend", "ok cells"] and ["mnist_mlp", "fake", "4"] in rows
+    md = report.render(df, "md")
+    assert "#### Keras cost" in md and "| mnist_mlp | fake | 4 |" in md and "cells per backend" in md
+    page = report.render(df, "html")
+    assert "<h2>Keras cost</h2>" in page and '<td class="num">4</td>' in page
