@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report_format import missing
 
 KEYS = ["task", "backend", "mode", "device", "precision", "optimizer", "batch_size", "lr", "epochs"]
 SHOWN_KEYS = ("task", "backend", "mode", "device")  # always shown; the other keys only where they vary
@@ -222,7 +221,3 @@ def environment_differences(df: pd.DataFrame) -> dict[str, list[str]]:
     columns = [(c, label) for c, label in _env_columns(df) if c != "env_usable_cores"]
     counts = df[[c for c, _ in columns]].astype("string").nunique(dropna=True)
     return {label: _distinct(df[c]) for c, label in columns if counts[c] > 1}
-
-
-def env_value(value: Any) -> str:
-    return "-" if missing(value) else str(value)
