@@ -42,6 +42,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.num { text-align: right; white-space: nowrap; }
+td.name { white-space: nowrap; }
 tr.failed td { background: #fdecee; }
 tr.skipped td { background: #f6f6f6; color: #666; }
 tr.partial td { background: #fff6e0; }
@@ -112,11 +113,14 @@ def _table(section: Section, classes: list[str] | None = None) -> str:
     out = [f"<table class=\"{esc(css)}\"><thead><tr>", *(f"<th>{esc(h)}</th>" for h in section.header),
            "</tr></thead><tbody>"]
     for n, row in enumerate(section.rows):
-        cells = "".join(f"<td class=\"num\">{esc(c)}</td>" if i in section.numeric else f"<td>{esc(c)}</td>"
-                        for i, c in enumerate(row))
+        cells = "".join(f"<td class=\"{_cell_class(section, i)}\">{esc(c)}</td>" for i, c in enumerate(row))
         out.append(f"<tr class=\"{classes[n]}\">{cells}</tr>" if classes else f"<tr>{cells}</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _cell_class(section: Section, i: int) -> str:
+    return "num" if i in section.numeric else "name" if i in section.names else "text"
 
 
 def _section(report: Report, section: Section) -> str:
