@@ -66,7 +66,8 @@ def status_summaries(status: pd.Series, message: pd.Series, codes: np.ndarray) -
     failed = frame["status"].ne("ok").to_numpy() & text.ne("").to_numpy()
     reasons = pd.DataFrame({"code": codes[failed], "text": text.to_numpy()[failed]})
     reasons = reasons.groupby(["code", "text"], sort=False).size().rename("count").reset_index()
-    labels = (reasons["text"] + np.where(reasons["count"] > 1, " (×" + reasons["count"].astype(str) + ")", "")).tolist()
+    counted = np.where(reasons["count"] > 1, " (×" + reasons["count"].astype(str) + ")", "")
+    labels = (reasons["text"] + counted).tolist()
     messages = _joined(reasons["code"].to_numpy(), labels, "; ")
     index = pd.Index(sorted(statuses), name="code")
     return pd.DataFrame({"status": [statuses[c] for c in index], "message": [messages.get(c, "") for c in index]},

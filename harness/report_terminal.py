@@ -133,7 +133,7 @@ def render_section(console: Console, section: Section, width: int, drop: list[in
     in the title instead), then the columns `drop`, in order; a table with a task column that still does
     not fit is split by task, and as a last resort printed as a list. Returns the columns left out."""
     title = section.title if title is None else title
-    constant = [i for i in _constant_names(section) if len(section.rows) > 1 or i != 0]
+    constant = [i for i in _constant_names(section) if len(section.rows) > 1 or i != 0]  # one row keeps a name
     laid_out = fit(section.header, section.rows, section.wrap, width, constant + (drop or []))
     if laid_out is None and section.header[:1] == ["task"] and len({r[0] for r in section.rows}) > 1:
         left_out: set[int] = set()
