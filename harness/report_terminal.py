@@ -210,6 +210,7 @@ def to_table(report: Report, width: int | None = None) -> str:
     if report.s.empty:
         say("no records (no cell of these runs has finished yet)")
         return buffer.getvalue()
+    say(differences_line(report.differences))
     say(report.digest_note)
     hidden: set[str] = set()
     shown_notes: list[str] = []
@@ -226,11 +227,10 @@ def to_table(report: Report, width: int | None = None) -> str:
         else:
             render_section(console, section, width)
             say(section.note)
-    if hidden:
-        say(f"hidden to fit {width} columns: {', '.join(h for h in DROP_ORDER if h in hidden)} (widen the "
-            "terminal, or use --format md or html)")
+    named = [h for h in DROP_ORDER if h in hidden] + (["status (ok in every row)"] if "status" in hidden else [])
+    if named:
+        say(f"hidden to fit {width} columns: {', '.join(named)} (widen the terminal, or use --format md or html)")
     if report.compile_sources:
         say("compile measured by: " + "; ".join(report.compile_sources))
     say("; ".join(shown_notes) + "." if shown_notes else "")
-    say(differences_line(report.differences))
     return buffer.getvalue()
