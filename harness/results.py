@@ -26,6 +26,7 @@ RECORDS = "records.jsonl"
 RUN_FILE = "run.json"
 STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom")
 FAILED = ("error", "timeout", "diverged", "oom")
+REFERENCE_PREFIX = "reference-"  # committed runs a fresh clone already has
 
 SCHEMA: dict[str, str] = {
     "schema_version": "version of this record layout",
@@ -216,21 +217,65 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _when(text: Any) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (UTC when it names no zone); None if it is not one."""
+    try:
+        when = datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def started(run_dir: Path) -> datetime | None:
+    """When a run started: run.json's "created", else the time of its first readable record."""
+    try:
+        created = _when(json.loads((Path(run_dir) / RUN_FILE).read_text()).get("created"))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        created = None
+    if created:
+        return created
+    try:
+        with open(Path(run_dir) / RECORDS, "rb") as f:
+            for raw in f:
+                try:
+                    when = _when(json.loads(raw).get("timestamp"))
+                except (UnicodeDecodeError, ValueError, AttributeError):
+                    continue
+                if when:
+                    return when
+    except OSError:
+        pass
+    return None
+
+
 def run_dirs(root: Path) -> list[Path]:
-    """Run folders under a results root, oldest first (run ids sort by time)."""
+    """Run folders under a results root, oldest first by start time (runs whose start is unknown first,
+    then by name)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / RUN_FILE).is_file() or (p / RECORDS).is_file())
+    runs = [p for p in root.iterdir() if (p / RUN_FILE).is_file() or (p / RECORDS).is_file()]
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(runs, key=lambda p: (started(p) or oldest, p.name))
+
+
+def is_reference(run_dir: Path) -> bool:
+    """A committed reference run (results/reference-*): shown only when named, never as 'latest'."""
+    return Path(run_dir).name.startswith(REFERENCE_PREFIX)
 
 
 def resolve(ref: str | os.PathLike, root: Path) -> Path:
-    """A run given as a folder, a records file, a run id under root, or 'latest'."""
+    """A run given as a folder, a records file, a run id under root, or 'latest' (the newest run by start
+    time that is not a committed reference run)."""
     text = os.fspath(ref)
     if text == "latest":
-        runs = run_dirs(root)
+        every = run_dirs(root)
+        runs = [p for p in every if not is_reference(p)]
         if not runs:
-            raise ResultsError(f"no runs in {root}")
+            references = ", ".join(p.name for p in every)
+            raise ResultsError(f"no runs in {root}" + (f" besides the committed reference runs ({references}): "
+                                                      "name one to report it, e.g. bench report "
+                                                      f"{every[-1].name}" if every else ""))
         return runs[-1]
     for candidate in (Path(text), Path(root) / text):
         if candidate.is_file():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 # Okabe-Ito colours (readable with colour-vision deficiencies), without the yellow that vanishes on white.
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7a5195", "#6b6b6b")
@@ -51,6 +51,14 @@ def fmt_number(value: float) -> str:
 
 # -- axes ------------------------------------------------------------------------------
 
+def wants_log(values: Sequence[float | None]) -> bool:
+    """Whether these values call for a log axis: all positive and spread over more than AUTO_LOG_SPAN.
+    Charts of one kind decide it once over every task's values, so their axes read alike."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    positive = [v for v in finite if v > 0]
+    return len(positive) == len(finite) and len(positive) > 1 and max(positive) / min(positive) > AUTO_LOG_SPAN
+
+
 def nice_step(span: float, count: int) -> float:
     raw = span / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
@@ -77,7 +85,7 @@ class Scale:
         finite = [v for v in values if v is not None and math.isfinite(v)]
         positive = [v for v in finite if v > 0]
         if log is None:
-            log = len(positive) == len(finite) and len(positive) > 1 and max(positive) / min(positive) > AUTO_LOG_SPAN
+            log = wants_log(finite)
         if log and positive:
             lo = 10 ** math.floor(math.log10(min(positive)))
             hi = 10 ** math.ceil(math.log10(max(positive)))
@@ -148,6 +156,21 @@ def _y_axis(scale: Scale, left: float, right: float, label: str, top: float, bot
     return "".join(parts)
 
 
+def _footnote(width: float, y: float, text: str) -> tuple[str, float]:
+    """Wrapped small print under a chart (e.g. what a dashed bar means); returns the SVG and its height."""
+    if not text:
+        return "", 0.0
+    per_line = max(20, int((width - 24) / (CHAR_W * 0.9)))
+    words, lines = text.split(), [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > per_line:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}".strip()
+    svg = "".join(_text(12, y + 12 + 13 * i, line, 10, "start", fill="#555") for i, line in enumerate(lines))
+    return svg, 13.0 * len(lines) + 6
+
+
 def _frame(width: float, height: float, title: str, body: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{esc(title)}">'
@@ -162,11 +185,15 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
               spread: dict[tuple[str, str], tuple[float, float]] | None = None,
               notes: dict[tuple[str, str], str] | None = None, reference: tuple[float, str] | None = None,
               value_format: Callable[[float], str] = fmt_number, log: bool | None = None,
+              domain: Sequence[float] = (), dashed: Collection[tuple[str, str]] = (), footnote: str = "",
               width: float = 660, height: float = 300) -> str:
     """Grouped bars: one group per category, one bar per series, optional whiskers (spread) and a
-    horizontal reference line. A missing value leaves a gap with its note (e.g. "error") instead."""
+    horizontal reference line. A missing value leaves a gap with its note (e.g. "error") instead.
+    `domain`: values the axis must cover (so charts of one kind share a range); `dashed`: bars drawn
+    with a dashed outline (e.g. resting on one repeat), explained by `footnote` under the chart."""
     spread = spread or {}
     notes = notes or {}
+    dashed = set(dashed)
     left, right, top = 70.0, width - 16, 34.0
     longest = max((len(c) for c in categories), default=0)
     group_w = (right - left) / max(len(categories), 1)
@@ -177,7 +204,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
     plot_bottom = height - 28
     total_h = height + label_h + legend_h
     data = [v for v in values.values() if v is not None] + [hi for _, hi in spread.values()]
-    data += [lo for lo, _ in spread.values()] + ([reference[0]] if reference else [])
+    data += [lo for lo, _ in spread.values()] + ([reference[0]] if reference else []) + list(domain)
     y = Scale.fit(data, plot_bottom, top, log=log)
     parts = [_y_axis(y, left, right, y_label, top, plot_bottom)]
     bar_w = group_w * 0.8 / max(len(series), 1)
@@ -195,8 +222,9 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
                 continue
             top_y = y(value)
             h = abs(base - top_y)
+            outline = ' stroke="#222" stroke-width="1.5" stroke-dasharray="4,3"' if (category, name) in dashed else ""
             parts.append(f'<rect x="{x + 1:.1f}" y="{min(top_y, base):.1f}" width="{max(bar_w - 2, 1):.1f}" '
-                         f'height="{max(h, 0.5):.1f}" fill="{color(si)}" shape-rendering="crispEdges">'
+                         f'height="{max(h, 0.5):.1f}" fill="{color(si)}" shape-rendering="crispEdges"{outline}>'
                          f'<title>{esc(category)} / {esc(name)}: {esc(value_format(value))}</title></rect>')
             if (category, name) in spread:
                 lo, hi = spread[(category, name)]
@@ -221,7 +249,8 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
         parts.append(_text(right - 2, ry - 4, reference[1], 10, "end", fill=RED, extra=HALO))
     if legend_svg:
         parts.append(f'<g transform="translate(0 {plot_bottom + label_h + 10:.1f})">{legend_svg}</g>')
-    return _frame(width, total_h, title, "".join(parts))
+    note_svg, note_h = _footnote(width, total_h, footnote)
+    return _frame(width, total_h + note_h, title, "".join(parts) + note_svg)
 
 
 @dataclass
@@ -234,13 +263,14 @@ class Line:
 
 def line_chart(title: str, lines: Sequence[Line], x_label: str, y_label: str,
                hline: tuple[float, str] | None = None, log_x: bool | None = None,
-               width: float = 660, height: float = 300) -> str:
-    """One polyline with point markers per series; an optional dashed horizontal line (a target)."""
+               y_domain: Sequence[float] = (), footnote: str = "", width: float = 660, height: float = 300) -> str:
+    """One polyline with point markers per series; an optional dashed horizontal line (a target).
+    `y_domain`: values the y axis must cover (so charts of one kind share a range)."""
     left, right, top = 70.0, width - 16, 34.0
     legend_svg, legend_h = _legend([l.name for l in lines], left, 0, right - left, [l.dashed for l in lines])
     plot_bottom = height - 40
     xs = [v for l in lines for v in l.xs]
-    ys = [v for l in lines for v in l.ys] + ([hline[0]] if hline else [])
+    ys = [v for l in lines for v in l.ys] + ([hline[0]] if hline else []) + list(y_domain)
     x = Scale.fit(xs, left, right, log=log_x, zero=True)
     y = Scale.fit(ys, plot_bottom, top, log=False, zero=False)
     parts = [_y_axis(y, left, right, y_label, top, plot_bottom)]
@@ -269,4 +299,5 @@ def line_chart(title: str, lines: Sequence[Line], x_label: str, y_label: str,
             parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{color(i)}">'
                          f'<title>{esc(line.name)}: {esc(fmt_number(b))} at {esc(fmt_number(a))} s</title></circle>')
     parts.append(f'<g transform="translate(0 {plot_bottom + 44:.1f})">{legend_svg}</g>')
-    return _frame(width, height + legend_h + 10, title, "".join(parts))
+    note_svg, note_h = _footnote(width, height + legend_h + 10, footnote)
+    return _frame(width, height + legend_h + 10 + note_h, title, "".join(parts) + note_svg)

@@ -47,7 +47,9 @@ def _expected(raw, backend, task, mode, device="cpu") -> dict:
         "train_s": statistics.median(r["train_s"] for r in records),
         "steady_epoch_s": statistics.median(r["steady_epoch_s"] for r in records),
         "samples_per_s": statistics.median(r["samples_per_s"] for r in records),
-        "compile_s": statistics.median(r["compile_s"] for r in records),
+        "cold_start_s": statistics.median(r["cold_start_s"] for r in records),
+        "first_epoch_excess_s": statistics.median(r["first_epoch_excess_s"] for r in records),
+        "data_mb": statistics.median(r["data_mb"] for r in records),
         "metric_value": statistics.median(r["metric_value"] for r in records),
         "peak_host_mb": max(r["peak_host_mb"] for r in records),
         "n": len(records),
@@ -61,8 +63,10 @@ def test_summary_has_one_row_per_configuration_with_medians_over_ok_repeats(df, 
     assert len(s) == 12
     row = s[(s.backend == "fake") & (s.task == "mnist_mlp") & (s["mode"] == "eager") & (s.device == "cpu")].iloc[0]
     want = _expected(raw, "fake", "mnist_mlp", "eager")
-    for key in ("train_s", "steady_epoch_s", "samples_per_s", "compile_s", "metric_value", "peak_host_mb"):
+    for key in ("train_s", "steady_epoch_s", "samples_per_s", "cold_start_s", "first_epoch_excess_s", "data_mb",
+                "metric_value", "peak_host_mb"):
         assert row[key] == pytest.approx(want[key]), key
+    assert pd.isna(row.compile_s)  # the fake backend cannot tell its compile time: no direct figure
     assert (row.repeats, row.ok, row.status, row.message) == (3, 3, "ok", "")
     assert row.target_met == 0 and row.target_reached == 0 and pd.isna(row.time_to_target_s)
     times = sorted(r["train_s"] for r in _cell(raw, "fake", "mnist_mlp", "eager"))
@@ -124,49 +128,51 @@ def test_empty_runs_say_so_in_every_format():
 
 # -- terminal table ------------------------------------------------------------------------
 
-def _rich_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
-    """Each rich table as (header, rows); continuation lines of wrapped cells are left out."""
-    tables = []
+def rich_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Each rich table as (title, header, rows); continuation lines of wrapped cells are left out."""
+    tables, previous = [], ""
     for line in text.splitlines():
         if line.startswith("┏"):
-            tables.append(([], []))
-        elif line.startswith("┃") and not tables[-1][0]:
-            tables[-1][0].extend(c.strip() for c in line.split("┃")[1:-1])
+            tables.append((previous.strip(), [], []))
+        elif line.startswith("┃") and not tables[-1][1]:
+            tables[-1][1].extend(c.strip() for c in line.split("┃")[1:-1])
         elif line.startswith("│"):
             cells = [c.strip() for c in line.split("│")[1:-1]]
             if cells[0]:
-                tables[-1][1].append(cells)
+                tables[-1][2].append(cells)
+        previous = line
     return tables
 
 
-def test_terminal_overview_and_details(df, raw, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "260")
-    text = report.render(df, "table")
-    (m_header, m_rows), (header, detail) = _rich_tables(text)
-    assert m_header == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
+def test_terminal_overview_and_details(df, raw):
+    text = report.render(df, "table", width=260)
+    tables = rich_tables(text)
+    (_, m_header, m_rows), (_, c_header, c_rows) = tables[:2]
+    assert m_header == c_header == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     overview = {tuple(r[:3]): r[3:] for r in m_rows}
     want = _expected(raw, "fake", "mnist_mlp", "eager", "cuda")
     assert overview[("fake", "eager", "cuda")] == ["-", "-", report.fmt_seconds(want["train_s"])]
     assert overview[("faulty", "hang", "cpu")] == ["timeout", "-", "-"]
-    rows = {tuple(r[:4]): dict(zip(header, r)) for r in detail}
+    cold = {tuple(r[:3]): r[3:] for r in c_rows}
+    assert cold[("fake", "eager", "cuda")][2] == report.fmt_seconds(want["cold_start_s"])
+    mlp = next((header, rows) for title, header, rows in tables if title.startswith("mnist_mlp;"))
+    rows = {tuple(r[:3]): dict(zip(mlp[0], r)) for r in mlp[1]}
     want = _expected(raw, "fake", "mnist_mlp", "eager")
-    row = rows[("mnist_mlp", "fake", "eager", "cpu")]
+    row = rows[("fake", "eager", "cpu")]
     assert row["train"] == report.fmt_seconds(want["train_s"])
+    assert row["cold"] == report.fmt_seconds(want["cold_start_s"])
     assert row["epoch"] == report.fmt_seconds(want["steady_epoch_s"])
     assert row["samples/s"] == report.fmt_rate(want["samples_per_s"])
-    assert row["metric"] == "0.854 (missed 0/3)"
+    assert row["excess"] == report.fmt_seconds(want["first_epoch_excess_s"])
+    assert row["data"] == report.fmt_mb(want["data_mb"]) == "7.6 MB"
+    assert row["metric"] == "0.854 missed 0/3"
     assert row["status"] == "ok"
-    assert rows[("mnist_mlp", "fake", "eager", "cuda")]["peak device"] == "64 MB"
-    assert "timeout: no result within the 3 s" in text
-    assert "skipped: layer kinds not implemented" in text
-    assert "target of mnist_mlp: accuracy >= 0.975" in text
-
-
-def test_narrow_terminal_hides_least_important_columns_and_says_so(df, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "100")
-    text = report.render(df, "table")
-    assert "hidden to fit 100 columns: peak device, CV" in text
-    assert "status" in text and "train" in text
+    assert "compile" not in mlp[0]  # no backend here reports a direct compile time
+    assert rows[("fake", "eager", "cuda")]["device mem"] == "64 MB"
+    assert "timeout\n      no result within the 3 s timeout (×2)" in text
+    assert "skipped\n      layer kinds not implemented" in text
+    assert "target accuracy >= 0.975 (metric: accuracy)" in text
+    assert "hidden to fit" not in text
 
 
 # -- Markdown ------------------------------------------------------------------------------
@@ -185,8 +191,8 @@ def _md_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
 
 
 def _md_table(text: str) -> tuple[list[str], list[list[str]]]:
-    """The detailed results table (the second one, after the backend × task overview)."""
-    return _md_tables(text)[1]
+    """The detailed results table (the one with a status column after the overviews)."""
+    return next(t for t in _md_tables(text) if "train" in t[0])
 
 
 def test_markdown_overview_is_backend_by_task(df, raw):
@@ -211,8 +217,11 @@ def test_markdown_is_a_github_table_with_the_right_numbers(df, raw):
     assert row["train"] == report.fmt_seconds(want["train_s"])
     assert row["final metric"] == f"mse {want['metric_value']:.4g} (met 3/3)"
     raised = by_key[("linear_regression", "faulty", "raise", "cpu")]
-    assert raised["status"] == "error: RuntimeError: second line of the message (×2)"
-    assert raised["train"] == "-"
+    assert raised["status"] == "error" and raised["train"] == "-"
+    f_header, f_rows = next(t for t in _md_tables(text) if "why" in t[0])
+    failures = {tuple(r[:4]): dict(zip(f_header, r)) for r in f_rows}
+    assert failures[("linear_regression", "faulty", "raise", "cpu")]["why"] == \
+        "RuntimeError: second line of the message (×2)"
     assert "|---|" in text and "---:|" in text  # numbers right-aligned
 
 
@@ -223,15 +232,15 @@ def test_markdown_escapes_html_and_table_syntax(df):
     assert "synthetic &lt;img src=x onerror=alert(2)&gt; &amp; \"quoted\"" in text
     hostile = df.copy()
     hostile.loc[hostile.status == "error", "message"] = "a | b\nsecond | line"
-    header, rows = _md_table(report.render(hostile, "md"))
-    assert all(len(r) == len(header) for r in rows)
-    assert any("a \\| b second \\| line" in cell for r in rows for cell in r)
+    for header, rows in _md_tables(report.render(hostile, "md")):
+        assert all(len(r) == len(header) for r in rows)
+    assert "a \\| b second \\| line" in report.render(hostile, "md")
 
 
 def test_markdown_names_the_run_and_its_environment(df):
     text = report.render(df, "md")
     env = df.iloc[0]
-    assert f"Run report-small ({len(df)} records" in text
+    assert f"run report-small ({len(df)} records" in text
     assert report.md_escape(str(env.env_cpu_model)) in text
     assert f"numpy {env.version_numpy}" in text
 
@@ -316,11 +325,11 @@ def test_html_has_the_charts_each_task_can_have(page):
     assert titles == [
         "linear_regression: training time (median; whiskers: min to max over repeats)",
         "linear_regression: mse against training time (median over repeats, per epoch)",
-        "linear_regression: compile versus steady-state epoch time",
+        "linear_regression: compile (direct and estimated) versus steady-state epoch time",
         "linear_regression: speedup over eager (steady epoch, eager time / mode time)",
         "mnist_mlp: training time (median; whiskers: min to max over repeats)",
         "mnist_mlp: accuracy against training time (median over repeats, per epoch)",
-        "mnist_mlp: compile versus steady-state epoch time",
+        "mnist_mlp: compile (direct and estimated) versus steady-state epoch time",
         "mnist_mlp: speedup over eager (steady epoch, eager time / mode time)",
         "mnist_mlp: CPU versus GPU training time",
     ]
@@ -344,7 +353,8 @@ def test_html_chart_values_are_the_medians(df, raw, page):
 
 def test_html_overview_is_backend_by_task(page, raw):
     text, _ = page
-    table = re.search(r'<table class="overview">(.*?)</table>', text, re.S).group(1)
+    table = re.search(r'<h2>Training time, backend × task</h2><table class="overview">(.*?)</table>', text,
+                      re.S).group(1)
     rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
     assert rows[0] == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     by_key = {tuple(r[:3]): r[3:] for r in rows[1:]}
@@ -392,7 +402,7 @@ def root(tmp_path) -> Path:
 
 def test_cli_report_defaults_to_the_latest_run_and_writes_each_format(root, tmp_path, capsys):
     assert main(["report", "--out", str(root)]) == 0
-    assert "bench results" in capsys.readouterr().out
+    assert "bench report: run report-small (29 records" in capsys.readouterr().out
     for fmt in ("md", "csv", "json", "html"):
         out = tmp_path / f"report.{fmt}"
         assert main(["report", "report-small", "--out", str(root), "--format", fmt, "--output", str(out)]) == 0
@@ -414,3 +424,22 @@ def test_cli_report_bad_input_exits_2_and_writes_nothing(root, tmp_path, capsys)
     assert "cannot write" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+# -- sections other modules add ------------------------------------------------------------
+
+def test_an_extra_section_is_laid_out_by_every_format(df, monkeypatch):
+    def cost(records: pd.DataFrame, s: pd.DataFrame) -> report.Section:
+        ok = s[s["ok"] > 0]
+        return report.Section("Keras cost", ["task", "backend", "ok cells"],
+                              [[t, b, str(n)] for (t, b), n in ok.groupby(["task", "backend"]).size().items()],
+                              note="cells per backend", names=frozenset({0, 1}), numeric=frozenset({2}))
+
+    monkeypatch.setattr("harness.report_tables.EXTRA_SECTIONS", [cost, lambda records, s: None])
+    text = report.render(df, "table", width=100)
+    title, header, rows = next(t for t in rich_tables(text) if t[0].startswith("Keras cost"))
+    assert header == ["task", "backend", "ok cells"] and ["mnist_mlp", "fake", "4"] in rows
+    md = report.render(df, "md")
+    assert "#### Keras cost" in md and "| mnist_mlp | fake | 4 |" in md and "cells per backend" in md
+    page = report.render(df, "html")
+    assert "<h2>Keras cost</h2>" in page and '<td class="num">4</td>' in page

@@ -1,0 +1,96 @@
+"""The terminal report at 80, 100 and 120 columns: every line fits, no backend, task, mode or device
+name is ever folded or shortened, and constant key columns give way before timing columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.cells import cell_len
+
+from harness import report, results
+from harness.report_terminal import fit
+from tests.test_report import rich_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ROOT / "tests" / "fixtures" / "runs" / "report-small"
+REFERENCE = sorted((ROOT / "results").glob("reference-cpu-*"))[-1]  # a real 24-cell CPU run
+LONG = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity; 61.20 GiB "
+        "already allocated; 1.38 GiB free; 62.50 GiB reserved in total by PyTorch) If reserved memory is >> "
+        "allocated memory try setting max_split_size_mb to avoid fragmentation.")
+NAME_COLUMNS = ("backend", "mode", "device", "task")
+
+
+def _with_long_failure() -> pd.DataFrame:
+    """The reference run with one cell failed with a framework's long message."""
+    df = results.load([REFERENCE])
+    failed = df.index[(df.backend == "torch") & (df.task == "mnist_cnn") & (df["mode"] == "compiled")]
+    df.loc[failed, ["status", "message", "train_s"]] = ["oom", LONG, None]
+    return df
+
+
+RUNS = {"report-small": lambda: results.load([SMALL]), "reference": lambda: results.load([REFERENCE]),
+        "long failure": _with_long_failure}
+
+
+def _names(df: pd.DataFrame) -> set[str]:
+    return {str(v) for column in NAME_COLUMNS for v in df[column].dropna().unique()}
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+@pytest.mark.parametrize("run", list(RUNS))
+def test_every_line_fits_and_no_name_is_folded(run, width):
+    df = RUNS[run]()
+    text = report.render(df, "table", width=width)
+    too_wide = [line for line in text.splitlines() if cell_len(line) > width]
+    assert not too_wide, too_wide[:3]
+    names = _names(df)
+    tables = rich_tables(text)
+    assert tables
+    for title, header, rows in tables:
+        for i, column in enumerate(header):
+            if column in NAME_COLUMNS:
+                cells = [row[i] for row in rows]
+                assert set(cells) <= names, (title, column, set(cells) - names)
+    # a continuation line of a wrapped row never carries a piece of a name
+    for line in text.splitlines():
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.split("│")[1:-1]]
+            if not cells[0]:
+                assert not any(c in names or any(n.startswith(c) for n in names) for c in cells[:2] if c), line
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_long_failure_message_wraps_and_stays_whole(width):
+    text = report.render(_with_long_failure(), "table", width=width)
+    assert " ".join(text.split()).count(" ".join(LONG.split())) == 1
+    assert "mnist_cnn torch compiled cpu: oom" in text
+
+
+def test_constant_key_columns_give_way_before_timing_columns():
+    """At 100 columns the reference run's device column (cpu everywhere) goes to the title; train and the
+    steady epoch stay."""
+    text = report.render(results.load([REFERENCE]), "table", width=100)
+    results_tables = [(title, header) for title, header, _ in rich_tables(text) if "train" in header]
+    assert len(results_tables) == 4
+    for title, header in results_tables:
+        assert "device" not in header and title.endswith("device cpu")
+        assert {"backend", "mode", "train", "epoch", "metric"} <= set(header)
+
+
+def test_fit_drops_in_order_only_what_it_must():
+    header = ["backend", "device", "train", "epoch", "samples/s"]
+    rows = [["tensorflow", "cpu", "1.2 s", "300 ms", "12.3k"]]
+    natural = sum(max(len(h), len(r)) for h, r in zip(header, rows[0])) + 3 * len(header) + 1
+    assert fit(header, rows, frozenset(), natural, [1, 4, 3])[0] == [0, 1, 2, 3, 4]
+    kept, widths = fit(header, rows, frozenset(), natural - 1, [1, 4, 3])
+    assert kept == [0, 2, 3, 4] and widths[0] == len("tensorflow")  # the constant device column goes first
+    assert fit(header, rows, frozenset(), 20, [1, 4, 3]) is None  # never by cutting a name
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_reference_run_is_short_at_every_width(width):
+    """One line per cell at most plus titles: no narrow column stacks a name letter by letter."""
+    text = report.render(results.load([REFERENCE]), "table", width=width)
+    assert len(text.splitlines()) < 110
