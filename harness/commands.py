@@ -12,7 +12,8 @@ from typing import Any
 
 from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
-from harness.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose, results_root
+from harness.durable import SaveError
+from harness.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_SAVED, EXIT_OK, UsageError, choose, results_root
 from harness.plan import PlanError, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
 from harness.registry import Registry, build_registry
@@ -102,10 +103,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
         if given or args.quick:
             raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
-        state = runs.reopen(results.resolve(args.resume, root))
+        run_dir = results.resolve(args.resume, root)
+        state = runs.reopen(run_dir)
         _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
                                                   if p.cell.cell_id not in state.done and not p.skip_reason}))
-        _writable_root(state.run_dir)
+        _writable_root(run_dir)
+        held = runs.lock(run_dir)
+        state = runs.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
     else:
         sel = _selection(args, registry)
         for name in sel.tasks:
@@ -121,20 +125,29 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                 if p.cell.device == "cuda" and not p.skip_reason:
                     p.skip_reason = "no CUDA GPU visible on this machine (nvidia-smi finds none)"
         state = runs.create(root, planned, environment(plugins), ["bench", *argv])
+        held = runs.lock(state.run_dir)
 
     progress = ConsoleProgress()
     versions = {name: cls.version() for name, cls in registry.backends.items()}
     runner = Runner(plugins, progress, versions.get)
     print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to run; "
           f"results in {state.run_dir}", file=sys.stderr)
+    resume = f"continue with: bench run --resume {state.run_id}" + (f" --out {root}" if args.out else "")
+
+    def saved() -> str:
+        return f"{len(state.done)} of {len(state.planned)} cells finished and saved in {state.run_dir}"
+
     try:
         runner.run(state)
     except Interrupted as exc:
-        print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved in "
-              f"{state.run_dir}; continue with: bench run --resume {state.run_id}"
-              + (f" --out {root}" if args.out else ""), file=sys.stderr)
+        _tell(f"bench: interrupted by {exc}: {saved()}; {resume}")
         return EXIT_INTERRUPTED
-    df = results.load([state.run_dir])
+    except SaveError as exc:
+        _tell(f"bench: {exc}: the run stopped; {saved()}; once that is fixed, {resume}")
+        return EXIT_NOT_SAVED
+    finally:
+        held.close()
+    df = _load([state.run_dir], root)
     from harness import report
 
     print(report.render(df, "table"))
@@ -254,6 +267,15 @@ def _load(paths: list[Path], root: Path):
     for problem in df.attrs.get("problems", []):
         print(f"bench: warning: {problem}", file=sys.stderr)
     return df
+
+
+def _tell(line: str) -> None:
+    """A last line on stderr, which may be a terminal that is gone (SIGHUP): losing it must not turn a clean
+    stop into a traceback."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _records(run: Path, root: Path):

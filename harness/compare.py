@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness import report
 from harness.mannwhitney import mann_whitney, smallest_p
+from harness.safe_text import csv_safe
 
 # Lower is better for all of them, so B/A > 1 means B is slower.
 METRICS = ("steady_epoch_s", "train_s", "time_to_target_s", "first_epoch_s", "compile_s", "step_ms_p50",
@@ -150,7 +151,7 @@ def tally(table: pd.DataFrame) -> str:
 
 def render(table: pd.DataFrame, fmt: str, title: str, gate: str = "") -> str:
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return csv_safe(table).to_csv(index=False)
     if fmt == "json":
         cells = [{k: report.json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
         return json.dumps({"comparison": title, "summary": tally(table), "gate": gate or None, "cells": cells},

@@ -15,14 +15,13 @@ import os
 import re
 import shutil
 import sys
-import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from harness import results, timing
+from harness import durable, results, timing
+from harness.safe_text import csv_safe
 
 FORMATS = ("table", "md", "csv", "json", "html")
 KEYS = ["task", "backend", "mode", "device", "precision", "optimizer", "batch_size", "lr", "epochs"]
@@ -303,7 +302,7 @@ def render(df: pd.DataFrame, fmt: str) -> str:
         raise ValueError(f"unknown report format {fmt!r} (choose from: {', '.join(FORMATS)})")
     s = summary(df)
     if fmt == "csv":
-        return s.to_csv(index=False)
+        return csv_safe(s).to_csv(index=False)
     if fmt == "json":
         return to_json(df, s)
     if fmt == "md":
@@ -462,14 +461,4 @@ def to_json(df: pd.DataFrame, s: pd.DataFrame) -> str:
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write the whole file or nothing: a temporary file beside it, then a rename."""
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    durable.replace(path, text.encode("utf-8"))

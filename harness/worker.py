@@ -231,6 +231,9 @@ def pin_threads(threads: int) -> None:
 
 
 def main() -> None:
+    from harness import lifetime
+
+    lifetime.watch_parent()  # first: nothing of this cell outlives the bench process that started it
     cell_data = json.loads(sys.stdin.read())
     from harness.envinfo import usable_cores
 
@@ -242,9 +245,12 @@ def main() -> None:
         out.write(json.dumps(event, default=str, allow_nan=True) + "\n")
 
     from harness.api import Cell
+    from harness.record import measured
 
     result = run_cell(Cell.from_dict(cell_data), emit)
-    emit({"event": "result", "values": result})
+    # Plain JSON of the declared kinds, as the parent checks it: NumPy numbers stay numbers, and a value
+    # of the wrong kind is nulled with a warning (the parent checks again: it trusts no worker).
+    emit({"event": "result", "values": measured(result)})
     out.flush()
     sys.stdout.flush()
     sys.stderr.flush()
