@@ -16,6 +16,7 @@ from harness.durable import SaveError
 from harness.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_SAVED, EXIT_OK, UsageError, choose, results_root
 from harness.plan import PlanError, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
+from harness.safe_text import one_line
 from harness.registry import Registry, build_registry
 
 QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5}
@@ -45,7 +46,7 @@ def environment(plugins: Plugins) -> dict[str, Any]:
         if exc is None and isinstance(extra, dict):
             env.update(extra)
         elif exc is not None:
-            print(f"bench: warning: plugin {plugin}: bench_environment failed: {exc}", file=sys.stderr)
+            print(one_line(f"bench: warning: plugin {plugin}: bench_environment failed: {exc}"), file=sys.stderr)
     return env
 
 
@@ -165,24 +166,31 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
         tasks.add_column(column)
     for name, cls in sorted(registry.tasks.items()):
         hp = cls.defaults
-        tasks.add_row(name, cls.description, cls.target_text(),
-                      f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size} epochs={hp.epochs}")
+        tasks.add_row(*_cells(name, cls.description, cls.target_text(),
+                              f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size} epochs={hp.epochs}"))
     backends = Table(title="Backends")
     for column in ("backend", "available", "version", "modes", "devices", "precisions"):
         backends.add_column(column)
     for name, cls in sorted(registry.backends.items()):
         a = cls.availability()
-        backends.add_row(name, "yes" if a.ok else f"no: {a.reason}", a.version or "-", ", ".join(cls.modes),
-                         ", ".join(cls.devices), ", ".join(cls.precisions))
+        backends.add_row(*_cells(name, "yes" if a.ok else f"no: {a.reason}", a.version or "-", ", ".join(cls.modes),
+                                 ", ".join(map(str, cls.devices)), ", ".join(map(str, cls.precisions))))
     console = Console(width=max(100, _terminal_width()))
     console.print(tasks)
     console.print(backends)
     return EXIT_OK
 
 
+def _cells(*values: object) -> list[str]:
+    """Table cells from plugin-supplied values: printable (no escape sequence reaches the terminal) and
+    free of rich markup."""
+    from rich.markup import escape
+
+    return [escape(one_line(str(value))) for value in values]
+
+
 def cmd_plugins(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     registry, plugins = _registry(args)
@@ -197,9 +205,9 @@ def cmd_plugins(args: argparse.Namespace, argv: list[str]) -> int:
             if kind == "backend":
                 a = registry.backends[item_name].availability()
                 item += f" ({a.version})" if a.ok else f" (unavailable: {a.reason})"
-            provided.append(item)
+            provided.append(one_line(item))
         status = f"broken: {info.broken}" if info.broken else "ok"
-        table.add_row(*(escape(x) for x in (name, info.source, dist, "\n".join(provided) or "-", status)))
+        table.add_row(*_cells(name, info.source, dist), "\n".join(_cells(*provided)) or "-", *_cells(status))
     Console(width=max(100, _terminal_width())).print(table)
     return EXIT_OK
 

@@ -132,6 +132,7 @@ def watch_parent() -> None:
 def _start_guardian(lifeline: int, mark: str) -> None:
     """Fork the guardian: it waits for the lifeline's end of file (the parent closed it or died), then
     kills every marked process and the cell's process group, itself included."""
+    worker = os.getpid()
     if os.fork():
         os.close(lifeline)
         return
@@ -149,6 +150,7 @@ def _start_guardian(lifeline: int, mark: str) -> None:
                 continue
         if mark:
             kill_marked(mark)
-        os.killpg(0, signal.SIGKILL)
+        if os.getpgrp() == worker:  # the worker leads its own group (start_new_session), never the caller's
+            os.killpg(0, signal.SIGKILL)
     finally:
         os._exit(0)

@@ -221,5 +221,5 @@ def measured(values: Any) -> dict[str, Any]:
     if problem:
         return {"status": "error", "message": f"worker sent a malformed result: {problem}"}
     out, warnings = conform(values, WORKER_COLUMNS)
-    out["warnings"] = [*(out.get("warnings") or []), *warnings] or None
+    out["warnings"] = [*(out.get("warnings") or []), *warnings]
     return out

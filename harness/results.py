@@ -70,9 +70,9 @@ class _Tally:
 
     def add(self, number: int, reason: str) -> None:
         self.count += 1
-        if len(self.lines) < MAX_SHOWN_LINES:
+        if self.count <= MAX_SHOWN_LINES:
             self.lines.append(number)
-        self.first = self.first or reason
+            self.first = self.first or reason
 
     def summary(self, path: Path) -> str:
         if self.count == 1:
@@ -92,11 +92,14 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     records = []
     skipped = _Tally("{reason}, skipped", "{count} lines skipped")
     nulled = _Tally("record kept, {reason}", "{count} records kept with fields of the wrong kind nulled")
+    decode = json.JSONDecoder().decode
     for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
+        if raw[:1] != b"{" and raw.lstrip()[:1] != b"{":  # a record is an object: the cheap test first
+            if raw.strip():
+                skipped.add(number, "not a bench record (not a JSON object)")
             continue
         try:
-            record = json.loads(raw)
+            record = decode(raw.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             skipped.add(number, "unreadable record (cut short or corrupt)")
             continue

@@ -100,7 +100,7 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
         full["env"] = {**env, **measured["env"]}  # plugins' extra facts come from the run
         full["device_name"] = device_name(cell, full["env"])
     full, warnings = record.conform(full)
-    full["warnings"] = [*(full.get("warnings") or []), *warnings] or None
+    full["warnings"] = [*(full.get("warnings") or []), *warnings]
     return full
 
 

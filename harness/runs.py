@@ -53,8 +53,9 @@ def lock(run_dir: Path) -> IO:
         held.seek(0)
         holder = held.read().strip()
         held.close()
-        raise UsageError(f"run {Path(run_dir).name} is in progress in another bench process"
-                         + (f" (pid {holder})" if holder.isdigit() else "") + "; wait for it to finish or stop it") from None
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise UsageError(f"run {Path(run_dir).name} is in progress in another bench process{by}; wait for it to "
+                         "finish or stop it") from None
     held.truncate(0)
     held.write(str(os.getpid()))
     held.flush()

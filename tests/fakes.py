@@ -99,7 +99,8 @@ FAULTS = ("raise", "exit", "segfault", "hang", "nan", "oom", "slow")
 # does one thing in the first epoch; the ones that write to the event pipe then hang, so a parent that
 # does not kill its worker leaves it running.
 PARENT_FAULTS = ("event_number", "event_list", "event_types", "result_types", "details_str", "peak_str",
-                 "surrogate", "escape", "formula", "daemon", "exit_helper", "spam", "big_result")
+                 "surrogate", "escape", "formula", "daemon", "exit_helper", "spam", "big_result", "events")
+EVENTS_ENV = "BENCH_FAULT_EVENTS"  # mode "events": these bytes (hex) go to the event pipe, then training goes on
 BAD_EVENTS = {
     "event_number": b"42\n",
     "event_list": b"[1, 2]\n",
@@ -156,6 +157,8 @@ def inject(fault: str) -> None:
     if fault in BAD_EVENTS:
         os.write(int(os.environ["BENCH_EVENT_FD"]), BAD_EVENTS[fault])
         time.sleep(3600)
+    if fault == "events":
+        os.write(int(os.environ["BENCH_EVENT_FD"]), bytes.fromhex(os.environ.get(EVENTS_ENV, "")))
     if fault == "surrogate":  # a file name that is not UTF-8, decoded as Python does: a lone surrogate
         raise FileNotFoundError("no data in " + os.fsdecode(b"data/\xff.bin"))
     if fault == "escape":

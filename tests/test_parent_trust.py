@@ -159,6 +159,7 @@ BUILTINS_BLOCKED = "backends.torch_backend,backends.tf_backend,backends.jax_back
 def test_bad_plugin_names_break_only_their_plugin_and_build_no_path(fake_plugin, tmp_path, tag):
     fake_plugin.install("bench-slash", "slash_plugin", BAD_NAME_PLUGIN.format(name="fake/slash"))
     fake_plugin.install("bench-dots", "dots_plugin", BAD_NAME_PLUGIN.format(name="../../escape"))
+    fake_plugin.install("bench-noisy", "noisy_plugin", f"raise RuntimeError({ESCAPES!r})\n")
     env = _env(fake_plugin, tag, BENCH_BLOCK_PLUGINS=BUILTINS_BLOCKED)
     out = tmp_path / "results"
     run = bench("run", "--task", "linear_regression", "--epochs", "1", "--mode", "eager,ok", "--out", str(out),
@@ -173,6 +174,10 @@ def test_bad_plugin_names_break_only_their_plugin_and_build_no_path(fake_plugin,
     flat = " ".join(listing.stdout.replace("│", " ").split())
     assert "slash_plugin" in flat and "dots_plugin" in flat
     assert flat.count("broken: backend name") == 2, listing.stdout
+    assert "broken: RuntimeError: \\x1b[2J" in flat
+    listed = bench("list", env=env)
+    assert listed.returncode == 0 and "fake" in listed.stdout
+    assert "\x1b" not in listing.stdout + listed.stdout, "a plugin's escape sequence reached the terminal"
 
 
 def test_one_name_rule_for_the_registry_and_the_conformance_suite():

@@ -56,8 +56,8 @@ def test_garbage_lines_and_foreign_json_are_reported(tmp_path):
     with pytest.warns(UserWarning) as warned:
         df = results.load([path])
     assert list(df.cell_id) == ["ok"]
-    assert df.attrs["problems"] == [f"{path}: 3 lines skipped: lines 1, 2, 3 (line 1: unreadable record (cut short "
-                                    "or corrupt))"]
+    assert df.attrs["problems"] == [f"{path}: 3 lines skipped: lines 1, 2, 3 (line 1: not a bench record (not a "
+                                    "JSON object))"]
     assert len(warned) == 1  # one line per file, however many lines are bad
 
 
