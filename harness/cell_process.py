@@ -198,8 +198,10 @@ def _follow(proc: subprocess.Popen, events_fd: int, output_fd: int, log: CappedL
                 if result is not None:
                     continue  # nothing after the result counts
                 buffer += chunk
-                *lines, rest = bytes(buffer).split(b"\n")
-                buffer = bytearray(rest)
+                if b"\n" not in chunk:  # split only when a line ends: a long line costs linear time
+                    lines = []
+                else:
+                    *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     try:
                         event = events.parse(line)

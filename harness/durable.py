@@ -23,6 +23,15 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a file just created or renamed in it survives a crash too."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def append(path: Path, data: bytes) -> None:
     """Append `data` whole and fsync it, or leave the file as it was and raise SaveError. If the file
     ends without a newline (a crash of an older writer), the data starts on a fresh line."""
@@ -37,6 +46,8 @@ def append(path: Path, data: bytes) -> None:
         try:
             write_all(fd, data)
             os.fsync(fd)
+            if not size:
+                _sync_folder(Path(path).parent)
         except OSError as exc:
             os.ftruncate(fd, size)
             raise SaveError(f"cannot save results in {path}: {exc.strerror or exc}") from None
@@ -56,6 +67,7 @@ def replace(path: str | os.PathLike, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, out)
+        _sync_folder(out.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

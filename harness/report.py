@@ -260,7 +260,7 @@ SHORT = {"batch_size": "batch", "train_size": "n train", "precision": "prec", "o
 def matrix_rows(s: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """The backend × task overview: one row per backend setting, one column per task, each cell the
     median training time (✓ when every ok repeat met the task's target) or why there is none."""
-    tasks = sorted(s["task"].astype(str).unique())
+    tasks = sorted({str(t) for t in s["task"]})  # str() of each: pandas keeps a missing task NaN in astype(str)
     row_keys = ["backend", "mode", "device"]
     row_keys += [k for k in varying_keys(s) if k not in (*row_keys, "task")
                  and s.groupby("task")[k].apply(lambda v: v.astype(str).nunique()).max() > 1]

@@ -90,7 +90,7 @@ def _results_table(s: pd.DataFrame) -> str:
 
 def _matrix(s: pd.DataFrame) -> str:
     header, rows = report.matrix_rows(s)
-    first_task = header.index(sorted(s["task"].astype(str).unique())[0])
+    first_task = header.index(sorted({str(t) for t in s["task"]})[0])
     out = ["<table class=\"overview\"><thead><tr>", *(f"<th>{esc(h)}</th>" for h in header), "</tr></thead><tbody>"]
     for row in rows:
         out.append("<tr>" + "".join(f"<td class=\"num\">{esc(c)}</td>" if i >= first_task else f"<td>{esc(c)}</td>"

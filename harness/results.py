@@ -24,6 +24,7 @@ import pandas as pd
 
 from harness import durable
 from harness.record import FAILED, SCHEMA, STATUSES, conform, plain, record_problem  # noqa: F401 (re-exported)
+from harness.safe_text import one_line
 
 SCHEMA_VERSION = 1
 RECORDS = "records.jsonl"
@@ -120,8 +121,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ResultsError(f"{run_dir} is not a bench run folder (no {RUN_FILE})") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ResultsError(f"cannot read {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ResultsError(f"cannot read {path}: {one_line(str(exc))[:300]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("plan"), list):
         raise ResultsError(f"{path} is not a bench run description")
     return data

@@ -131,7 +131,9 @@ class Runner:
     def run(self, state: RunState) -> list[dict[str, Any]]:
         """Run every planned cell not yet done; returns the records written. Raises Interrupted, or
         SaveError when a record or a log cannot be written (the run stops there, resumable)."""
-        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        # A signal the user had ignored stays ignored: `nohup bench run` survives a closed terminal.
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS
+                    if signal.getsignal(s) != signal.SIG_IGN}
         written = []
         lifetime.remove_stale()  # what a killed run left: temporary folders, marked processes
         self._tmp = lifetime.owned_tmpdir(lifetime.RUN_TMP)

@@ -56,9 +56,12 @@ def lock(run_dir: Path) -> IO:
         by = f" (pid {holder})" if holder.isdigit() else ""
         raise UsageError(f"run {Path(run_dir).name} is in progress in another bench process{by}; wait for it to "
                          "finish or stop it") from None
-    held.truncate(0)
-    held.write(str(os.getpid()))
-    held.flush()
+    try:  # who holds it, for the message above; a full disk must not stop the run here
+        held.truncate(0)
+        held.write(str(os.getpid()))
+        held.flush()
+    except OSError:
+        pass
     return held
 
 

@@ -241,11 +241,12 @@ def main() -> None:
     fd = int(os.environ.get(EVENT_FD_ENV, "1"))
     out = os.fdopen(fd, "w", buffering=1, closefd=False)
 
-    def emit(event: dict[str, Any]) -> None:
-        out.write(json.dumps(event, default=str, allow_nan=True) + "\n")
+    from harness.record import measured, plain
+
+    def emit(event: dict[str, Any]) -> None:  # plain JSON, as the parent checks it (NumPy numbers stay numbers)
+        out.write(json.dumps(plain(event)) + "\n")
 
     from harness.api import Cell
-    from harness.record import measured
 
     result = run_cell(Cell.from_dict(cell_data), emit)
     # Plain JSON of the declared kinds, as the parent checks it: NumPy numbers stay numbers, and a value
