@@ -12,6 +12,7 @@ import dataclasses
 import importlib.metadata
 import importlib.util
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,6 +25,23 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEVICES = ("cpu", "cuda")
 LOSSES = ("cross_entropy", "mse")
+
+# Backend, task and mode names go into comma-separated CLI lists, cell ids and log file names: a letter or
+# digit first (never '-' or '.'), then letters, digits, '_', '.' or '-' ('-' for names like keras-jax).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_MAX = 64
+NAME_RULE = f"a letter or digit, then letters, digits, '_', '.' or '-', at most {NAME_MAX} characters"
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` can't name a backend, task or mode, or None if it can (the one rule, for the registry,
+    for a reopened plan and for the conformance suite)."""
+    if not isinstance(name, str):
+        return f"is {type(name).__name__}, not text"
+    if len(name) > NAME_MAX or not NAME_PATTERN.fullmatch(name):  # fullmatch: '$' alone lets a final newline in
+        return f"is not allowed: a name is {NAME_RULE}"
+    return None
+
 
 class DataError(Exception):
     """A task's data is missing or corrupt; the message says where it was looked for and how to fix it."""

@@ -1,7 +1,8 @@
 """The `bench` command: a thin shell that parses, calls the harness, and sets the exit code.
 
 Exit codes: 0 every cell ok (or skipped), 1 some cell failed (compare: a regression), 2 bad input,
-3 compare --fail-above could not decide (too little data), 130 interrupted.
+3 compare --fail-above could not decide (too little data), 4 results could not be saved (e.g. a full
+disk; the run stops and can be resumed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import math
 import sys
 from typing import Any, Callable, Sequence
 
-from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,  # noqa: F401
-                           RESULTS_ENV, UsageError, choose, one_line, results_root)
+from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOT_SAVED, EXIT_OK,  # noqa: F401
+                           EXIT_USAGE, RESULTS_ENV, UsageError, choose, results_root)
+from harness.safe_text import one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,20 +50,32 @@ def _number(option: str, minimum: float, inclusive: bool) -> Callable[[str], flo
     return parse
 
 
+def _once_each(option: str, values: list) -> list:
+    """A grid lists each value once: a repeat would plan the same cell twice (merge it yourself)."""
+    seen: list = []
+    for value in values:
+        if value in seen:
+            raise UsageError(f"{option} lists {value!r} twice")
+        seen.append(value)
+    return values
+
+
 def _listed(parse: Callable[[str], Any], option: str) -> Callable[[str], list]:
     def parse_list(text: str) -> list:
         items = [item.strip() for item in text.split(",")]
         if not all(items):
             raise UsageError(f"{option} takes a comma-separated list without empty items, not {text!r}")
-        return [parse(item) for item in items]
+        return _once_each(option, [parse(item) for item in items])
     return parse_list
 
 
-def _names(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise UsageError(f"empty name in {text!r}")
-    return items
+def _names(option: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise UsageError(f"empty name in {text!r}")
+        return _once_each(option, items)
+    return parse
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -73,9 +87,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run benchmark cells and print the table")
-    run.add_argument("--backend", type=_names, help="backends, comma-separated (default: every available one)")
-    run.add_argument("--task", type=_names, help="tasks, comma-separated (default: all)")
-    run.add_argument("--mode", type=_names,
+    run.add_argument("--backend", type=_names("--backend"),
+                     help="backends, comma-separated (default: every available one)")
+    run.add_argument("--task", type=_names("--task"), help="tasks, comma-separated (default: all)")
+    run.add_argument("--mode", type=_names("--mode"),
                      help="modes, comma-separated, e.g. eager,compiled (default: each backend's best, the last it lists)")
     run.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, the best device here)")
     run.add_argument("--precision", default="fp32", help="fp32 (default), tf32 or bf16")
@@ -83,7 +98,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int("--epochs"), help="epochs (default: the task's)")
     run.add_argument("--batch-size", type=_listed(_positive_int("--batch-size"), "--batch-size"),
                      help="batch sizes, comma-separated (default: the task's)")
-    run.add_argument("--optimizer", type=_names, help="sgd, momentum, adam, rmsprop, adagrad (comma-separated)")
+    run.add_argument("--optimizer", type=_names("--optimizer"),
+                     help="sgd, momentum, adam, rmsprop, adagrad (comma-separated)")
     run.add_argument("--lr", type=_listed(_number("--lr", 0, False), "--lr"), help="learning rates, comma-separated")
     run.add_argument("--weight-decay", type=_number("--weight-decay", 0, True), help="coupled L2 coefficient")
     run.add_argument("--threads", type=_listed(_positive_int("--threads"), "--threads"),

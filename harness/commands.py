@@ -13,10 +13,12 @@ from typing import Any
 
 from harness import envinfo, results, runs
 from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
-from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK, UsageError, choose,
-                           results_root)
+from harness.durable import SaveError
+from harness.exits import (EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_NOT_SAVED, EXIT_OK, UsageError,
+                           choose, results_root)
 from harness.plan import PlanError, PlannedCell, Selection, plan
 from harness.plugins import Plugins, call_each, make_plugin_manager
+from harness.safe_text import one_line
 from harness.registry import Registry, build_registry
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -47,7 +49,7 @@ def environment(plugins: Plugins) -> dict[str, Any]:
         if exc is None and isinstance(extra, dict):
             env.update(extra)
         elif exc is not None:
-            print(f"bench: warning: plugin {plugin}: bench_environment failed: {exc}", file=sys.stderr)
+            print(one_line(f"bench: warning: plugin {plugin}: bench_environment failed: {exc}"), file=sys.stderr)
     return env
 
 
@@ -105,13 +107,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
         if given or args.quick:
             raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
-        state = runs.reopen(results.resolve(args.resume, root))
+        run_dir = results.resolve(args.resume, root)
+        state = runs.reopen(run_dir)
+        _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
+                                                  if p.cell.cell_id not in state.done and not p.skip_reason}))
+        _writable_root(run_dir)
+        held = runs.lock(run_dir)
+        state = runs.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
         if args.timeout is not None:
             state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
                              for p in state.planned]
-        _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
-                                                  if p.cell.cell_id not in state.done and not p.skip_reason}))
-        _writable_root(state.run_dir)
     else:
         sel = _selection(args, registry)
         for name in sel.tasks:
@@ -127,20 +132,29 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                 if p.cell.device == "cuda" and not p.skip_reason:
                     p.skip_reason = "no CUDA GPU visible on this machine (neither nvidia-smi nor the NVIDIA driver lists one)"
         state = runs.create(root, planned, environment(plugins), ["bench", *argv])
+        held = runs.lock(state.run_dir)
 
     progress = ConsoleProgress()
     versions = {name: cls.version() for name, cls in registry.backends.items()}
     runner = Runner(plugins, progress, versions.get)
     print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to run; "
           f"results in {state.run_dir}", file=sys.stderr)
+    resume = f"continue with: bench run --resume {state.run_id}" + (f" --out {root}" if args.out else "")
+
+    def saved() -> str:
+        return f"{len(state.done)} of {len(state.planned)} cells finished and saved in {state.run_dir}"
+
     try:
         runner.run(state)
     except Interrupted as exc:
-        print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved in "
-              f"{state.run_dir}; continue with: bench run --resume {state.run_id}"
-              + (f" --out {root}" if args.out else ""), file=sys.stderr)
+        _tell(f"bench: interrupted by {exc}: {saved()}; {resume}")
         return EXIT_INTERRUPTED
-    df = results.load([state.run_dir])
+    except SaveError as exc:
+        _tell(f"bench: {exc}: the run stopped; {saved()}; once that is fixed, {resume}")
+        return EXIT_NOT_SAVED
+    finally:
+        held.close()
+    df = _load([state.run_dir], root)
     from harness import report
 
     print(report.render(df, "table"))
@@ -158,24 +172,31 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
         tasks.add_column(column)
     for name, cls in sorted(registry.tasks.items()):
         hp = cls.defaults
-        tasks.add_row(name, cls.description, cls.target_text(),
-                      f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size} epochs={hp.epochs}")
+        tasks.add_row(*_cells(name, cls.description, cls.target_text(),
+                              f"{hp.optimizer} lr={hp.lr:g} batch={hp.batch_size} epochs={hp.epochs}"))
     backends = Table(title="Backends")
     for column in ("backend", "available", "version", "modes", "devices", "precisions"):
         backends.add_column(column)
     for name, cls in sorted(registry.backends.items()):
         a = cls.availability()
-        backends.add_row(name, "yes" if a.ok else f"no: {a.reason}", a.version or "-", ", ".join(cls.modes),
-                         ", ".join(cls.devices), ", ".join(cls.precisions))
+        backends.add_row(*_cells(name, "yes" if a.ok else f"no: {a.reason}", a.version or "-", ", ".join(cls.modes),
+                                 ", ".join(map(str, cls.devices)), ", ".join(map(str, cls.precisions))))
     console = Console(width=max(100, _terminal_width()))
     console.print(tasks)
     console.print(backends)
     return EXIT_OK
 
 
+def _cells(*values: object) -> list[str]:
+    """Table cells from plugin-supplied values: printable (no escape sequence reaches the terminal) and
+    free of rich markup."""
+    from rich.markup import escape
+
+    return [escape(one_line(str(value))) for value in values]
+
+
 def cmd_plugins(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     registry, plugins = _registry(args)
@@ -190,9 +211,9 @@ def cmd_plugins(args: argparse.Namespace, argv: list[str]) -> int:
             if kind == "backend":
                 a = registry.backends[item_name].availability()
                 item += f" ({a.version})" if a.ok else f" (unavailable: {a.reason})"
-            provided.append(item)
+            provided.append(one_line(item))
         status = f"broken: {info.broken}" if info.broken else "ok"
-        table.add_row(*(escape(x) for x in (name, info.source, dist, "\n".join(provided) or "-", status)))
+        table.add_row(*_cells(name, info.source, dist), "\n".join(_cells(*provided)) or "-", *_cells(status))
     Console(width=max(100, _terminal_width())).print(table)
     return EXIT_OK
 
@@ -269,6 +290,15 @@ def _load(paths: list[Path], root: Path):
     for problem in df.attrs.get("problems", []):
         print(f"bench: warning: {problem}", file=sys.stderr)
     return df
+
+
+def _tell(line: str) -> None:
+    """A last line on stderr, which may be a terminal that is gone (SIGHUP): losing it must not turn a clean
+    stop into a traceback."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _records(run: Path, root: Path):

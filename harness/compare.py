@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from harness import report
+from harness.safe_text import csv_safe
 
 # Lower is better for all of them, so B/A > 1 means B is slower.
 METRICS = ("steady_epoch_s", "train_s", "cold_start_s", "time_to_target_s", "first_epoch_s", "compile_s",
@@ -234,7 +235,7 @@ HOW = ("A, B: geometric mean over the repeats that finished ok (steady_epoch_s: 
 def render(table: pd.DataFrame, fmt: str, title: str, gate_line: str = "", metric: str = "steady_epoch_s",
            alpha: float = 0.05) -> str:
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return csv_safe(table).to_csv(index=False)
     if fmt == "json":
         cells = [{k: report.json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
         return json.dumps({"comparison": title, "summary": tally(table), "gate": gate_line or None, "method": HOW,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_NOT_SAVED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 RESULTS_ENV = "BENCH_RESULTS_DIR"
 
 
@@ -24,8 +24,3 @@ def choose(kind: str, given: list[str] | None, valid: Sequence[str]) -> None:
 
 def results_root(option: str | None) -> Path:
     return Path(option or os.environ.get(RESULTS_ENV) or "results")
-
-
-def one_line(text: str) -> str:
-    """User input echoed in a message must not break it into lines or hide characters."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

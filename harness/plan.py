@@ -74,4 +74,9 @@ def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[
                     )
                     reason = availability.reason if not availability.ok else backend.unsupported_reason(task, cell)
                     planned.append(PlannedCell(cell, reason))
+    ids = [p.cell.cell_id for p in planned]
+    if len(set(ids)) < len(ids):  # one record per id: a second cell with the same id would never be resumed
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise PlanError(f"two cells of the plan would both be {twice}: give each grid value once "
+                        "(learning rates must differ within 6 significant digits)")
     return planned

@@ -15,6 +15,7 @@ from typing import Iterable
 import pluggy
 
 from harness import hookspecs
+from harness.safe_text import one_line
 
 ENTRY_POINT_GROUP = "bench.plugins"
 DISABLE_AUTOLOAD_ENV = "BENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -47,7 +48,7 @@ class Plugins:
     infos: dict[str, PluginInfo]
 
     def mark_broken(self, name: str, reason: str) -> None:
-        self.infos[name].broken = reason
+        self.infos[name].broken = one_line(reason)
         plugin = self.manager.get_plugin(name)
         if plugin is not None:
             self.manager.unregister(plugin)
@@ -63,7 +64,7 @@ def _blocked_from_env() -> set[str]:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
+    return one_line(f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__)
 
 
 def make_plugin_manager(

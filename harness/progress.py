@@ -34,7 +34,10 @@ class ConsoleProgress:
 
     def _print(self, text: str) -> None:
         self.last = time.monotonic()
-        print(f"[{self.last - self.started:6.0f}s] {text}", file=self.stream, flush=True)
+        try:
+            print(f"[{self.last - self.started:6.0f}s] {text}", file=self.stream, flush=True)
+        except OSError:  # the terminal is gone (SIGHUP): the run stops cleanly, its records are what counts
+            pass
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
         self.prefix = f"[{index}/{total}] {_label(cell)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from harness.api import Backend, Task
+from harness.api import Backend, Task, name_problem
 from harness.plugins import Plugins, _describe, call_each, make_plugin_manager
 
 
@@ -25,8 +25,16 @@ class Registry:
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise TypeError(f"{cls!r} is not a {base.__name__} subclass")
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{cls.__name__} has no name")
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(f"{kind} name {name!r} of {cls.__name__} {problem}")
+        modes = getattr(cls, "modes", ()) if kind == "backend" else ()
+        if not isinstance(modes, (tuple, list)):
+            raise TypeError(f"backend {name}: modes must be a tuple of names, not {type(modes).__name__}")
+        for mode in modes:
+            problem = name_problem(mode)
+            if problem:
+                raise ValueError(f"backend {name}: mode name {mode!r} {problem}")
         table = self.backends if kind == "backend" else self.tasks
         if name in table:
             raise DuplicateNameError(

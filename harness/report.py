@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from harness import results
+from harness import durable, results
 # Names other modules and tests read from here (harness.compare among them), kept where they always were.
 from harness.report_format import (fmt_mb, fmt_rate, fmt_seconds, fmt_value, json_value, md_escape,  # noqa: F401
                                    md_table, missing)
 from harness.report_summary import config_of, status_summary, summary, varying_keys  # noqa: F401
 from harness.report_tables import Report, Section, build, differences_line  # noqa: F401
 from harness.report_terminal import terminal_width, to_table  # noqa: F401
+from harness.safe_text import csv_safe
 
 FORMATS = ("table", "md", "csv", "json", "html")
 
@@ -33,7 +32,7 @@ def render(df: pd.DataFrame, fmt: str, width: int | None = None) -> str:
         raise ValueError(f"unknown report format {fmt!r} (choose from: {', '.join(FORMATS)})")
     s = summary(df)
     if fmt == "csv":
-        return s.to_csv(index=False)
+        return csv_safe(s).to_csv(index=False)
     report = build(df, s)
     if fmt == "json":
         return to_json(report)
@@ -99,14 +98,4 @@ def to_json(report: Report) -> str:
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write the whole file or nothing: a temporary file beside it, then a rename."""
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    durable.replace(path, text.encode("utf-8"))

@@ -181,7 +181,7 @@ def keys_within_tasks(s: pd.DataFrame) -> list[str]:
 def _matrix(s: pd.DataFrame, texts: list[str], row_keys: list[str] | None) -> tuple[list[str], list[list[str]]]:
     """Rows: `row_keys` (default: backend, mode, device and every key that varies within a task); columns:
     tasks; each cell the texts of the rows of that backend setting and task."""
-    tasks = sorted(s["task"].astype(str).unique())
+    tasks = sorted({str(t) for t in s["task"]})  # str() of each: pandas keeps a missing task NaN in astype(str)
     if row_keys is None:
         row_keys = ["backend", "mode", "device", *keys_within_tasks(s)]
     frame = pd.DataFrame({k: cells(s[k], fmt_value) for k in row_keys}).assign(task=s["task"].astype(str).to_numpy(),

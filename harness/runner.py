@@ -1,24 +1,31 @@
 """Runs planned cells, each in its own process group, and saves each record as it finishes.
 
-A cell that crashes, hangs or runs out of memory is recorded with that status and
-the run goes on. SIGINT or SIGTERM stops the current cell, keeps everything already
-saved, and leaves the run resumable.
+A cell that crashes, hangs, runs out of memory or sends something malformed is recorded
+with that status and the run goes on. SIGINT, SIGTERM or SIGHUP (the terminal closed) stops
+the current cell, keeps everything already saved, and leaves the run resumable; so does a
+record or log that cannot be written (durable.SaveError, e.g. a full disk), with no torn record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import signal
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from harness import results
+from harness import lifetime, record, results
 from harness.api import Cell
-from harness.plan import PlannedCell
 from harness.cell_process import run_cell_process
-from harness.plugins import Plugins, call_each
+from harness.durable import SaveError
+from harness.plan import PlannedCell
+from harness.plugins import Plugins, _describe, call_each
+from harness.safe_text import one_line
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
 
 
 class Interrupted(Exception):
@@ -56,9 +63,12 @@ def device_name(cell: Cell, env: dict[str, Any]) -> str | None:
 
 def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, Any], framework_version: str | None,
                 wall_s: float | None = None, log: str | None = None) -> dict[str, Any]:
-    """A full record: every schema column present, measured ones from `values`."""
-    record: dict[str, Any] = {column: None for column in results.SCHEMA}
-    record.update({
+    """A full record: every column present, the run's from the cell and the run, the measured ones from
+    `values` (checked again, as they may come from another machine), each of its declared kind and every
+    text printable; what had to be nulled is in `warnings`."""
+    measured = record.measured(values)
+    full: dict[str, Any] = {column: None for column in record.SCHEMA}
+    full.update({
         "schema_version": results.SCHEMA_VERSION,
         "run_id": run_id,
         "cell_id": cell.cell_id,
@@ -85,11 +95,22 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
         "log": log,
         "env": env,
     })
-    record.update({k: v for k, v in values.items() if k in results.SCHEMA and k != "env"})
-    if isinstance(values.get("env"), dict):  # the worker's own: where and with what the cell actually ran
-        record["env"] = {**env, **values["env"]}  # plugins' extra facts come from the run
-        record["device_name"] = device_name(cell, record["env"])
-    return record
+    full.update({k: v for k, v in measured.items() if k != "env"})
+    if isinstance(measured.get("env"), dict):  # the worker's own: where and with what the cell actually ran
+        full["env"] = {**env, **measured["env"]}  # plugins' extra facts come from the run
+        full["device_name"] = device_name(cell, full["env"])
+    full, warnings = record.conform(full)
+    full["warnings"] = [*(full.get("warnings") or []), *warnings]
+    return full
+
+
+def log_name(cell: Cell) -> str:
+    """The cell's log, relative to the run folder: logs/<cell id>.log, or a digest of the id where the id
+    is not a plain file name (names are checked when plugins load and when a plan is reopened; this
+    keeps a path from ever being built from anything else)."""
+    if LOG_NAME.fullmatch(cell.cell_id):
+        return f"logs/{cell.cell_id}.log"
+    return f"logs/cell-{hashlib.sha256(cell.cell_id.encode('utf-8', 'backslashreplace')).hexdigest()[:16]}.log"
 
 
 class Runner:
@@ -108,10 +129,14 @@ class Runner:
         self._signal = signum  # the cell being run sees it within half a second and is killed
 
     def run(self, state: RunState) -> list[dict[str, Any]]:
-        """Run every planned cell not yet done; returns the records written. Raises Interrupted."""
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        """Run every planned cell not yet done; returns the records written. Raises Interrupted, or
+        SaveError when a record or a log cannot be written (the run stops there, resumable)."""
+        # A signal the user had ignored stays ignored: `nohup bench run` survives a closed terminal.
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS
+                    if signal.getsignal(s) != signal.SIG_IGN}
         written = []
-        self._tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        lifetime.remove_stale()  # what a killed run left: temporary folders, marked processes
+        self._tmp = lifetime.owned_tmpdir(lifetime.RUN_TMP)
         try:
             todo = [p for p in state.planned if p.cell.cell_id not in state.done]
             total = len(state.planned)
@@ -128,29 +153,33 @@ class Runner:
                     values, wall, log = self._run_local(cell, state.run_dir)
                     if values is None or self._signal is not None:
                         raise Interrupted(self._signal or signal.SIGINT)
-                record = make_record(state.run_id, cell, state.env, values, self.versions(cell.backend), wall, log)
-                results.append_record(state.run_dir, record)
+                saved = make_record(state.run_id, cell, state.env, values, self.versions(cell.backend), wall, log)
+                results.append_record(state.run_dir, saved)
                 state.done.add(cell.cell_id)
-                written.append(record)
-                self.progress.cell_finished(index, total, record)
-                self._notify(record)
+                written.append(saved)
+                self.progress.cell_finished(index, total, saved)
+                for warning in saved["warnings"] or []:
+                    self.progress.warn(f"{cell.cell_id}: {warning}")
+                self._notify(saved)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             shutil.rmtree(self._tmp, ignore_errors=True)
         return written
 
-    def _notify(self, record: dict[str, Any]) -> None:
+    def _notify(self, saved: dict[str, Any]) -> None:
         if self.plugins is None:
             return
-        for plugin, _, exc in call_each(self.plugins, "bench_cell_finished", record=record):
+        for plugin, _, exc in call_each(self.plugins, "bench_cell_finished", record=saved):
             if exc is not None:
-                self.progress.warn(f"plugin {plugin}: bench_cell_finished failed: {type(exc).__name__}: {exc}")
+                self.progress.warn(one_line(f"plugin {plugin}: bench_cell_finished failed: {_describe(exc)}"))
 
     def _run_local(self, cell: Cell, run_dir: Path) -> tuple[dict[str, Any] | None, float, str]:
-        logs = run_dir / "logs"
-        logs.mkdir(exist_ok=True)
-        log_rel = f"logs/{cell.cell_id}.log"
+        try:
+            (run_dir / "logs").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise SaveError(f"cannot make {run_dir / 'logs'}: {exc.strerror or exc}") from None
+        log_rel = log_name(cell)
         values, wall = run_cell_process(
             cell, run_dir / log_rel, self._tmp,
             on_event=lambda event, elapsed: self.progress.event(cell, event, elapsed),

@@ -231,6 +231,9 @@ def pin_threads(threads: int) -> None:
 
 
 def main() -> None:
+    from harness import lifetime
+
+    lifetime.watch_parent()  # first: nothing of this cell outlives the bench process that started it
     cell_data = json.loads(sys.stdin.read())
     from harness.envinfo import usable_cores
 
@@ -238,13 +241,17 @@ def main() -> None:
     fd = int(os.environ.get(EVENT_FD_ENV, "1"))
     out = os.fdopen(fd, "w", buffering=1, closefd=False)
 
-    def emit(event: dict[str, Any]) -> None:
-        out.write(json.dumps(event, default=str, allow_nan=True) + "\n")
+    from harness.record import measured, plain
+
+    def emit(event: dict[str, Any]) -> None:  # plain JSON, as the parent checks it (NumPy numbers stay numbers)
+        out.write(json.dumps(plain(event)) + "\n")
 
     from harness.api import Cell
 
     result = run_cell(Cell.from_dict(cell_data), emit)
-    emit({"event": "result", "values": result})
+    # Plain JSON of the declared kinds, as the parent checks it: NumPy numbers stay numbers, and a value
+    # of the wrong kind is nulled with a warning (the parent checks again: it trusts no worker).
+    emit({"event": "result", "values": measured(result)})
     out.flush()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -44,7 +44,8 @@ class FakeBackend(Backend):
         return acts
 
     def train_epoch(self, state, order):
-        if self.fault:
+        if self.fault and not getattr(self, "injected", False):  # once, in the first epoch
+            self.injected = True
             inject(self.fault)
         x_all, y_all = state["data"].x_train, state["data"].y_train
         for idx in order:
@@ -94,6 +95,38 @@ class FakeBackend(Backend):
 
 
 FAULTS = ("raise", "exit", "segfault", "hang", "nan", "oom", "slow")
+# Faults of an adversarial or careless plugin, seen from bench's parent process (issue 13): each mode
+# does one thing in the first epoch; the ones that write to the event pipe then hang, so a parent that
+# does not kill its worker leaves it running.
+PARENT_FAULTS = ("event_number", "event_list", "event_types", "result_types", "details_str", "peak_str",
+                 "surrogate", "escape", "formula", "daemon", "exit_helper", "spam", "big_result", "events")
+EVENTS_ENV = "BENCH_FAULT_EVENTS"  # mode "events": these bytes (hex) go to the event pipe, then training goes on
+BAD_EVENTS = {
+    "event_number": b"42\n",
+    "event_list": b"[1, 2]\n",
+    "event_types": b'{"event": "epoch", "epoch": "one", "epochs": null}\n',
+    "result_types": b'{"event": "result", "values": {"status": ["ok"], "train_s": "fast"}}\n',
+}
+ESCAPES = "\x1b[2J\x1b[31mred alert\x1b[0m\x07"
+FORMULA = '=HYPERLINK("http://example.invalid/x","click")'
+SPAM_BYTES = 50 * 2**20
+BIG_RESULT_BYTES = 4 * 2**20
+
+
+def _daemonize() -> None:
+    """Double fork with setsid, as a daemon does: the grandchild leaves the worker's process group
+    and session and is adopted by init; only its environment still says where it came from."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, 1024)
+            os.execv("/bin/sleep", ["sleep", "3600"])
+        os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def inject(fault: str) -> None:
@@ -121,16 +154,50 @@ def inject(fault: str) -> None:
         hog = []
         while True:
             hog.append(np.ones(64 * 1024**2 // 8))
+    if fault in BAD_EVENTS:
+        os.write(int(os.environ["BENCH_EVENT_FD"]), BAD_EVENTS[fault])
+        time.sleep(3600)
+    if fault == "events":
+        os.write(int(os.environ["BENCH_EVENT_FD"]), bytes.fromhex(os.environ.get(EVENTS_ENV, "")))
+    if fault == "surrogate":  # a file name that is not UTF-8, decoded as Python does: a lone surrogate
+        raise FileNotFoundError("no data in " + os.fsdecode(b"data/\xff.bin"))
+    if fault == "escape":
+        raise RuntimeError(ESCAPES)
+    if fault == "daemon":
+        _daemonize()
+    if fault == "exit_helper":
+        import subprocess
+
+        # The helper inherits the event pipe and outlives the worker, which then exits.
+        subprocess.Popen(["sleep", "3600"], pass_fds=(int(os.environ["BENCH_EVENT_FD"]),))
+        os._exit(3)
+    if fault == "spam":
+        line = b"x" * 1023 + b"\n"
+        for _ in range(SPAM_BYTES // len(line)):
+            os.write(1, line)
 
 
 class FaultyBackend(FakeBackend):
-    """Each mode but "ok" injects one fault in the first epoch."""
+    """Each mode but "ok" injects one fault in the first epoch (or in the method that mode names)."""
 
     name = "faulty"
-    modes = ("ok", *FAULTS)
+    modes = ("ok", *FAULTS, *PARENT_FAULTS)
 
     def import_framework(self, cell) -> None:
         self.fault = "" if cell.mode == "ok" else cell.mode
+
+    def device_problem(self, cell) -> str | None:
+        return FORMULA if self.fault == "formula" else None  # the cell is skipped with this message
+
+    def details(self, state):
+        if self.fault == "details_str":
+            return "compiled everything"
+        if self.fault == "big_result":
+            return {"blob": "x" * BIG_RESULT_BYTES}
+        return {}
+
+    def peak_device_mb(self, state):
+        return "12 MB" if self.fault == "peak_str" else None
 
 
 @hookimpl

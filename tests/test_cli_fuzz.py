@@ -1,12 +1,19 @@
-"""Property: whatever arguments `bench` is given, it succeeds or exits 2 with one line — never a traceback."""
+"""Properties: whatever arguments `bench` is given, it succeeds or exits 2 with one line — never a traceback;
+whatever a worker writes to its event pipe, the parent reads an event or a malformed line, and the run
+records the cell and goes on."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from harness import events, results
 from harness.cli import main
+from tests.fakes import EVENTS_ENV
+from tests.strategies import event_lines
 
 OPTIONS = ["--backend", "--task", "--mode", "--device", "--precision", "--repeat", "--epochs", "--batch-size",
            "--optimizer", "--lr", "--weight-decay", "--threads", "--seed", "--train-size", "--test-size",
@@ -63,3 +70,40 @@ def test_mostly_valid_run_options_succeed_or_exit_2(pairs, fake_plugin, tmp_path
     assert "Traceback" not in captured.err
     if code == 2:
         assert captured.err.startswith("bench: error: ") and captured.err.count("\n") == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(line=event_lines())
+def test_any_event_line_is_an_event_or_malformed(line):
+    try:
+        event = events.parse(line)
+    except events.MalformedEvent as exc:
+        assert str(exc).isprintable() and len(str(exc)) < 400
+        return
+    fields = events.EVENTS[event["event"]]
+    assert set(event) == {"event", *fields}
+    assert all(kind.accepts(event[name]) for name, kind in fields.items())
+    assert all(value.isprintable() for value in event.values() if isinstance(value, str))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(event_lines(), min_size=1, max_size=4))
+def test_a_worker_sending_any_event_lines_gets_a_record_and_the_run_goes_on(lines, fake_plugin, tmp_path, capsys,
+                                                                            monkeypatch):
+    out = tmp_path / "events-fuzz"
+    shutil.rmtree(out, ignore_errors=True)  # tmp_path is shared by every example
+    monkeypatch.setenv(EVENTS_ENV, (b"\n".join(lines) + b"\n").hex())
+    code = main(["run", "--backend", "faulty,fake", "--task", "linear_regression", "--epochs", "1",
+                 "--mode", "events,eager", "--timeout", "60", "--out", str(out)])
+    captured = capsys.readouterr()
+    event(f"exit {code}")
+    assert code in (0, 1), captured.err
+    assert "Traceback" not in captured.err
+    shown = captured.out + captured.err
+    assert "\x1b" not in shown and "\x07" not in shown
+    shown.encode("utf-8")
+    df = results.load(root=out)
+    ran = df[df.status != "skipped"]
+    assert sorted(ran.backend) == ["fake", "faulty"] and (ran[ran.backend == "fake"].status == "ok").all()
+    faulty = ran[ran.backend == "faulty"].iloc[0]
+    assert faulty.status == "ok" or faulty.message.startswith("worker sent a malformed")

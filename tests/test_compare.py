@@ -253,7 +253,8 @@ def test_cli_unreadable_or_empty_results_exit_2(root, tmp_path, capsys):
     garbage.write_bytes(b"\xff\xfenot json\n")
     assert _compare(root, "compare-a", str(garbage)) == 2
     err = capsys.readouterr().err
-    assert f"bench: warning: {garbage}:1: unreadable record skipped" in err and "has no records" in err
+    assert f"bench: warning: {garbage}:1: not a bench record (not a JSON object), skipped" in err
+    assert "has no records" in err
     folder = tmp_path / "broken-run"
     folder.mkdir()
     (folder / results.RUN_FILE).write_text("{}")

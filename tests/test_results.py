@@ -41,7 +41,7 @@ def test_torn_last_line_is_skipped_with_a_warning_and_next_append_starts_fresh(t
     results.append_record(tmp_path, _record("a"))
     with open(tmp_path / results.RECORDS, "ab") as f:
         f.write(results.record_line(_record("torn"))[:40])  # a crash mid-write
-    with pytest.warns(UserWarning, match=r"records.jsonl:2: unreadable record skipped"):
+    with pytest.warns(UserWarning, match=r"records.jsonl:2: unreadable record \(cut short or corrupt\), skipped"):
         assert list(results.load([tmp_path]).cell_id) == ["a"]
     results.append_record(tmp_path, _record("c"))
     with pytest.warns(UserWarning):
@@ -53,10 +53,23 @@ def test_torn_last_line_is_skipped_with_a_warning_and_next_append_starts_fresh(t
 def test_garbage_lines_and_foreign_json_are_reported(tmp_path):
     path = tmp_path / results.RECORDS
     path.write_bytes(b'\xff\xfe\x00garbage\n[1, 2]\n{"no": "cell"}\n' + results.record_line(_record("ok")))
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning) as warned:
         df = results.load([path])
     assert list(df.cell_id) == ["ok"]
-    assert len(df.attrs["problems"]) == 3
+    assert df.attrs["problems"] == [f"{path}: 3 lines skipped: lines 1, 2, 3 (line 1: not a bench record (not a "
+                                    "JSON object))"]
+    assert len(warned) == 1  # one line per file, however many lines are bad
+
+
+def test_a_field_of_the_wrong_kind_is_nulled_and_the_record_kept(tmp_path):
+    path = tmp_path / results.RECORDS
+    path.write_bytes(results.record_line(_record("a", train_s="fast", details=[1], message="\x1b[31mred")))
+    with pytest.warns(UserWarning, match=r"records.jsonl:1: record kept, details is a list, not an object; recorded "
+                                         r"as null; train_s is text, not a number; recorded as null"):
+        df = results.load([path])
+    row = df.iloc[0]
+    assert row.cell_id == "a" and pd.isna(row.train_s) and row.details is None
+    assert row.message == "\\x1b[31mred"  # text from a file is made printable too
 
 
 def test_load_all_runs_under_a_root_and_latest(tmp_path):

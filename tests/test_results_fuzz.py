@@ -1,4 +1,6 @@
-"""Property: whatever bytes sit in a result file, `bench report` and `bench compare` succeed or exit 2 with one line."""
+"""Properties: whatever bytes sit in a result file, `bench report` and `bench compare` succeed or exit 2 with
+one line, and what they write holds no terminal escape and no lone surrogate; whatever values a record
+holds, the record model makes it one that saves and loads."""
 
 from __future__ import annotations
 
@@ -9,14 +11,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from harness import record, results
 from harness.cli import main
+from tests.strategies import JSON_VALUES, TEXT
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 FIXTURE_RECORDS = [json.loads(line) for line in (RUNS / "report-small" / "records.jsonl").read_text().splitlines()]
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6)
 FIELDS = sorted({key for record in FIXTURE_RECORDS for key in record})
 
 
@@ -30,8 +30,11 @@ def records_files(draw) -> bytes:
     for record in FIXTURE_RECORDS:
         record = dict(record)
         for key in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
-            if draw(st.booleans()):
+            choice = draw(st.integers(0, 2))
+            if choice == 0:
                 record[key] = draw(JSON_VALUES)
+            elif choice == 1:
+                record[key] = draw(TEXT)  # hostile text where text belongs, or where a number does
             else:
                 record.pop(key, None)
         lines.append(json.dumps(record).encode())
@@ -69,6 +72,36 @@ def test_corrupt_result_files_give_a_report_or_exit_2(records, run_file, fmt, co
     else:
         argv = ["report", str(run), "--format", fmt, "--output", str(output)]
     code = main(argv + ["--out", str(tmp_path / "results")])
-    _check(code, capsys.readouterr().err, argv)
+    captured = capsys.readouterr()
+    _check(code, captured.err, argv)
     if code == 2:
         assert not output.exists(), "a failed report must not leave a partial file"
+    shown = captured.out + captured.err + (output.read_text(encoding="utf-8") if output.exists() else "")
+    assert "\x1b" not in shown and "\x07" not in shown, "an escape sequence reached the output"
+    shown.encode("utf-8")  # no lone surrogate
+
+
+def _texts(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.dictionaries(st.one_of(st.sampled_from(sorted(record.SCHEMA)), TEXT), JSON_VALUES, max_size=12))
+def test_any_values_make_a_record_that_saves_and_loads(values):
+    made, warnings = record.conform({**values, "cell_id": "c", "status": "ok"})
+    for name, value in made.items():
+        column = record.BY_NAME.get(name)
+        assert value is None or column is None or column.kind.accepts(value), (name, value)
+    assert all(text.isprintable() for text in [*_texts(made), *warnings])  # no escape, no surrogate, one line
+    line = results.record_line(made)
+    assert record.record_problem(json.loads(line)) == ""
+    again, more = record.conform(json.loads(line))
+    assert again == made and more == []  # what is saved loads as it was

@@ -146,3 +146,26 @@ def test_cells_get_private_compile_caches_and_share_the_runs_temporary_folder(re
     for cache in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "KERAS_HOME"):
         assert first[cache] != second[cache] and not first[cache].startswith(first["TMPDIR"])
     assert not os.path.exists(first["TMPDIR"]) and not os.path.exists(first["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def test_a_signal_the_user_ignored_stays_ignored_during_a_run(registry, tmp_path):
+    import signal
+
+    from harness.runner import QuietProgress
+
+    seen = []
+
+    class Spy(QuietProgress):
+        def cell_started(self, index, total, cell):
+            seen.append((signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)))
+
+    sel = Selection(backends=["fake"], tasks=["linear_regression"], epochs=1, latency_steps=0, modes=["eager"])
+    state = runs.create(tmp_path, plan(registry, sel), {}, ["bench", "test"])
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under `nohup bench run`
+    try:
+        Runner(progress=Spy()).run(state)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert seen[0][0] == signal.SIG_IGN  # a closed terminal does not stop a nohup'd run
+    assert seen[0][1] not in (signal.SIG_IGN, signal.SIG_DFL)  # SIGTERM still stops it cleanly

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
-from harness.api import DEVICES, OPTIMIZERS, PRECISIONS, Availability
+from harness.api import DEVICES, OPTIMIZERS, PRECISIONS, Availability, name_problem
 from harness.conformance.support import Case, Subject, hyperparams_for
 from harness.model import LAYER_KINDS
 
-NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # names go into comma-separated CLI lists, cell ids and file names
 
 
 def _strings(value) -> bool:
@@ -23,8 +21,8 @@ def _strings(value) -> bool:
 
 def test_name_module_and_distributions(subject: Subject):
     b = subject.backend
-    assert isinstance(getattr(b, "name", None), str) and NAME.match(b.name), \
-        f"name must be letters, digits, '_' or '.', got {getattr(b, 'name', None)!r}"
+    name = getattr(b, "name", None)
+    assert name_problem(name) is None, f"name {name!r} {name_problem(name)}"
     module = getattr(b, "module", "")
     assert module is None or (isinstance(module, str) and module), \
         "module must name the framework's import name, or be None for a backend with no framework to import"
@@ -35,7 +33,8 @@ def test_name_module_and_distributions(subject: Subject):
 def test_declared_modes_devices_precisions_optimizers_layers(subject: Subject):
     b = subject.backend
     assert _strings(b.modes) and b.modes and len(set(b.modes)) == len(b.modes), f"modes: {b.modes!r}"
-    assert all(NAME.match(m) for m in b.modes), f"mode names must be letters, digits, '_' or '.': {b.modes!r}"
+    bad = {m: name_problem(m) for m in b.modes if name_problem(m)}
+    assert not bad, f"mode names: {bad}"
     assert _strings(b.devices) and b.devices and set(b.devices) <= set(DEVICES), \
         f"devices {b.devices!r} must be among {DEVICES}"
     assert _strings(b.precisions) and "fp32" in b.precisions and set(b.precisions) <= set(PRECISIONS), \
