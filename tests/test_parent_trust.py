@@ -286,7 +286,7 @@ def test_full_disk_stops_the_run_cleanly_with_no_torn_record(fake_plugin, tmp_pa
     env = _env(fake_plugin, tag)
     run = bench("run", "--backend", "fake,faulty", "--task", "linear_regression", "--epochs", "1",
                 "--mode", "eager,big_result,ok", "--out", str(out), env=env)
-    assert run.returncode == 3, run.stderr
+    assert run.returncode == 4, run.stderr
     assert "Traceback" not in run.stderr
     match = re.search(r"No space left on device.*continue with: bench run --resume (\S+) --out", run.stderr)
     assert match, run.stderr
