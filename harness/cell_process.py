@@ -72,8 +72,10 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_cell_process(cell: Cell, log_path: Path, tmp: Path | None = None, on_event: OnEvent | None = None,
-                     stopping: Callable[[], bool] = lambda: False) -> tuple[dict[str, Any] | None, float]:
-    """Run one cell in a worker subprocess, its output in `log_path`.
+                     stopping: Callable[[], bool] = lambda: False,
+                     extra_env: dict[str, str] | None = None) -> tuple[dict[str, Any] | None, float]:
+    """Run one cell in a worker subprocess, its output in `log_path`; `extra_env` is added to the worker's
+    environment (an executor's choice of GPU, the driver's settings on a remote node).
 
     Returns (values, wall seconds); values is None when `stopping()` turned true first (the worker
     is killed and nothing is recorded), else the worker's result or a status saying why there is none.
@@ -81,7 +83,7 @@ def run_cell_process(cell: Cell, log_path: Path, tmp: Path | None = None, on_eve
     on_event = on_event or (lambda event, elapsed: None)
     scratch = Path(tempfile.mkdtemp(prefix="bench-cell-"))
     read_fd, write_fd = os.pipe()
-    env = child_env(cell, scratch, tmp)
+    env = {**child_env(cell, scratch, tmp), **(extra_env or {})}
     env[EVENT_FD_ENV] = str(write_fd)
     started = time.monotonic()
     env[SPAWNED_ENV] = repr(started)

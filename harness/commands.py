@@ -93,47 +93,61 @@ def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.executor import ExecutorError
+    from harness.executor_config import choose_executor, quote, resume_flags
     from harness.progress import ConsoleProgress
     from harness.runner import Interrupted, Runner
 
     root = results_root(args.out)
     registry, plugins = _registry(args)
-    if args.resume:
-        given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
-        if given or args.quick:
-            raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
-        state = runs.reopen(results.resolve(args.resume, root))
-        _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
-                                                  if p.cell.cell_id not in state.done and not p.skip_reason}))
-        _writable_root(state.run_dir)
-    else:
-        sel = _selection(args, registry)
-        for name in sel.tasks:
-            registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
-        gpu = envinfo.gpu_present()
-        try:
-            planned = plan(registry, sel, gpu_present=gpu)
-        except PlanError as exc:
-            raise UsageError(str(exc)) from None
-        _writable_root(root)
-        if not gpu:
-            for p in planned:
-                if p.cell.device == "cuda" and not p.skip_reason:
-                    p.skip_reason = "no CUDA GPU visible on this machine (nvidia-smi finds none)"
-        state = runs.create(root, planned, environment(plugins), ["bench", *argv])
-
-    progress = ConsoleProgress()
-    versions = {name: cls.version() for name, cls in registry.backends.items()}
-    runner = Runner(plugins, progress, versions.get)
-    print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to run; "
-          f"results in {state.run_dir}", file=sys.stderr)
+    executor = choose_executor(args, registry.executors)  # bad settings: exit 2 before anything is written
     try:
-        runner.run(state)
-    except Interrupted as exc:
-        print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved in "
-              f"{state.run_dir}; continue with: bench run --resume {state.run_id}"
-              + (f" --out {root}" if args.out else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if args.resume:
+            given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
+            if given or args.quick:
+                raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
+            state = runs.reopen(results.resolve(args.resume, root))
+            _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
+                                                      if p.cell.cell_id not in state.done and not p.skip_reason}))
+            _writable_root(state.run_dir)
+            executor.prepare([p.cell for p in state.planned if p.cell.cell_id not in state.done and not p.skip_reason])
+        else:
+            sel = _selection(args, registry)
+            for name in sel.tasks:
+                registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
+            gpu = executor.gpu_present()
+            try:
+                planned = plan(registry, sel, gpu_present=gpu)
+            except PlanError as exc:
+                raise UsageError(str(exc)) from None
+            _writable_root(root)
+            if not gpu:
+                for p in planned:
+                    if p.cell.device == "cuda" and not p.skip_reason:
+                        p.skip_reason = executor.no_gpu_reason
+            executor.prepare([p.cell for p in planned if not p.skip_reason])  # nothing submitted, nothing written
+            state = runs.create(root, planned, environment(plugins), ["bench", *argv])
+
+        progress = ConsoleProgress()
+        versions = {name: cls.version() for name, cls in registry.backends.items()}
+        runner = Runner(plugins, progress, versions.get, executor)
+        print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to "
+              f"run{'' if executor.name == 'local' else ' on ' + executor.name}; results in {state.run_dir}",
+              file=sys.stderr)
+        resume = quote(["bench", "run", "--resume", state.run_id, *(["--out", str(root)] if args.out else []),
+                        *resume_flags(args)])
+        try:
+            runner.run(state)
+        except Interrupted as exc:
+            print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved "
+                  f"in {state.run_dir}; continue with: {resume}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except ExecutorError as exc:
+            print(f"bench: error: executor {executor.name}: {exc}; {len(state.done)} of {len(state.planned)} cells "
+                  f"finished and saved in {state.run_dir}; continue with: {resume}", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        executor.close()
     df = results.load([state.run_dir])
     from harness import report
 

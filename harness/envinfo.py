@@ -57,15 +57,16 @@ def _run(cmd: list[str]) -> str | None:
 
 
 def gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs as nvidia-smi sees them (empty without a driver)."""
-    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    """NVIDIA GPUs as nvidia-smi sees them (empty without a driver): index, uuid, name, driver, memory."""
+    keys = ("index", "uuid", "name", "driver", "memory")
+    out = _run(["nvidia-smi", "--query-gpu=index,uuid,name,driver_version,memory.total", "--format=csv,noheader"])
     if not out:
         return []
     found = []
     for line in out.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            found.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
+        if len(parts) == len(keys):
+            found.append(dict(zip(keys, parts)))
     return found
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 SCHEMA_VERSION = 1
 RECORDS = "records.jsonl"
 RUN_FILE = "run.json"
-STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom")
-FAILED = ("error", "timeout", "diverged", "oom")
+STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom", "cancelled")
+FAILED = ("error", "timeout", "diverged", "oom", "cancelled")
 
 SCHEMA: dict[str, str] = {
     "schema_version": "version of this record layout",
@@ -49,7 +49,7 @@ SCHEMA: dict[str, str] = {
     "train_size": "training samples used",
     "test_size": "test samples used",
     "threads": "CPU threads the framework was pinned to",
-    "status": "ok, skipped, error, timeout, diverged or oom",
+    "status": "ok, skipped, error, timeout, diverged, oom, or cancelled (on the cluster, not by bench)",
     "message": "why a cell was skipped or failed",
     "log": "the cell's log file, relative to the run folder",
     "import_s": "framework import time",
@@ -86,6 +86,11 @@ SCHEMA: dict[str, str] = {
     "initial_loss": "the framework's loss on the first batch before training",
     "initial_loss_ref": "the same loss from the float64 NumPy reference forward pass",
     "details": "dict: backend-specific facts (what was compiled, thread settings, ...)",
+    "host": "the machine the cell ran on",
+    "gpu_uuid": "UUID of the GPU a cuda cell ran on (nvidia-smi), where there is one",
+    "executor": "what ran the cell: local, slurm, ray or a plugin's executor",
+    "job_id": "the cell's job on the cluster: SLURM job (ARRAY_TASK for array tasks) or Ray task id",
+    "node_cells": "most bench cells running on the cell's machine at once while it ran, itself included",
     "env": "dict: machine and software of the process that ran the cell",
 }
 
@@ -145,13 +150,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 _TEXT = ("run_id", "cell_id", "timestamp", "backend", "framework_version", "task", "mode", "device", "device_name",
-         "precision", "optimizer", "message", "log", "metric", "target", "compile_source")
+         "precision", "optimizer", "message", "log", "metric", "target", "compile_source", "host", "gpu_uuid",
+         "executor", "job_id")
 _NUMBERS = ("schema_version", "batch_size", "epochs", "lr", "weight_decay", "seed", "repeat", "train_size",
             "test_size", "threads", "import_s", "load_s", "setup_s", "compile_s", "first_epoch_excess_s", "cold_start_s",
             "first_epoch_s", "steady_epoch_s",
             "train_s", "step_ms_p50", "step_ms_p90", "samples_per_s", "eval_s", "eval_total_s", "latency_s",
             "initial_loss_s", "total_s", "wall_s", "metric_value", "time_to_target_s", "epochs_to_target",
-            "peak_host_mb", "data_mb", "peak_device_mb", "initial_loss", "initial_loss_ref")
+            "peak_host_mb", "data_mb", "peak_device_mb", "initial_loss", "initial_loss_ref", "node_cells")
 _SHAPES: dict[str, tuple[type, ...]] = {
     **{k: (str,) for k in _TEXT}, **{k: (int, float) for k in _NUMBERS},
     "target_met": (bool,), "epoch_s": (list,), "curve": (list,), "metrics": (dict,), "details": (dict,),

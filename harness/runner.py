@@ -1,12 +1,15 @@
-"""Runs planned cells, each in its own process group, and saves each record as it finishes.
+"""Runs planned cells through an executor, each in its own process group, and saves each record as it finishes.
 
 A cell that crashes, hangs or runs out of memory is recorded with that status and
-the run goes on. SIGINT or SIGTERM stops the current cell, keeps everything already
-saved, and leaves the run resumable.
+the run goes on. SIGINT or SIGTERM stops and cancels the cells still running or queued,
+keeps everything already saved, and leaves the run resumable (with any executor).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import shutil
 import signal
 import tempfile
@@ -16,8 +19,9 @@ from typing import Any, Callable, Protocol
 
 from harness import results
 from harness.api import Cell
+from harness.executor import PLACEMENT, Executor, Finished, Launch
+from harness.executors.local import LocalExecutor
 from harness.plan import PlannedCell
-from harness.cell_process import run_cell_process
 from harness.plugins import Plugins, call_each
 
 
@@ -93,52 +97,87 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
 
 
 class Runner:
-    """Executes cells in local subprocesses. Another executor (Ray, SLURM) would take the same
-    Cell dicts and return the same value dicts."""
+    """Hands the planned cells to an executor (default: `local`, one at a time on this machine) and
+    writes each record, and a remote cell's log, into the run folder as it comes back: the runner is
+    the only writer of the run folder."""
 
     def __init__(self, plugins: Plugins | None = None, progress: Progress | None = None,
-                 versions: Callable[[str], str | None] | None = None):
+                 versions: Callable[[str], str | None] | None = None, executor: Executor | None = None):
         self.plugins = plugins
         self.progress = progress or QuietProgress()
         self.versions = versions or (lambda backend: None)
-        self._tmp: Path | None = None  # the run's temporary folder, shared by its cells
+        self.executor = executor or LocalExecutor()
         self._signal: int | None = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self._signal = signum  # the cell being run sees it within half a second and is killed
+        self._signal = signum  # the executor sees it within half a second and cancels what is running
 
     def run(self, state: RunState) -> list[dict[str, Any]]:
         """Run every planned cell not yet done; returns the records written. Raises Interrupted."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        written = []
-        self._tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        written: list[dict[str, Any]] = []
+        tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
         try:
             todo = [p for p in state.planned if p.cell.cell_id not in state.done]
             total = len(state.planned)
-            index = total - len(todo)
+            numbers = itertools.count(total - len(todo) + 1)
             for planned in todo:
-                if self._signal is not None:
-                    raise Interrupted(self._signal)
-                index += 1
-                cell = planned.cell
-                self.progress.cell_started(index, total, cell)
                 if planned.skip_reason:
-                    values, wall, log = {"status": "skipped", "message": planned.skip_reason}, 0.0, None
-                else:
-                    values, wall, log = self._run_local(cell, state.run_dir)
-                    if values is None or self._signal is not None:
-                        raise Interrupted(self._signal or signal.SIGINT)
-                record = make_record(state.run_id, cell, state.env, values, self.versions(cell.backend), wall, log)
-                results.append_record(state.run_dir, record)
-                state.done.add(cell.cell_id)
-                written.append(record)
-                self.progress.cell_finished(index, total, record)
-                self._notify(record)
+                    index = next(numbers)
+                    self.progress.cell_started(index, total, planned.cell)
+                    values = {"status": "skipped", "message": planned.skip_reason}
+                    self._save(state, Finished(planned.cell, values, 0.0, {"executor": self.executor.name}),
+                               index, total, written)
+            cells = [p.cell for p in todo if not p.skip_reason]
+            indices: dict[str, int] = {}
+
+            def started(cell: Cell) -> None:
+                indices[cell.cell_id] = next(numbers)
+                self.progress.cell_started(indices[cell.cell_id], total, cell)
+
+            logs = state.run_dir / "logs"
+            logs.mkdir(exist_ok=True)
+            launch = Launch(state.run_id, logs, tmp, started, self.progress.event, lambda: self._signal is not None)
+            expected = {c.cell_id for c in cells}
+            with contextlib.closing(self.executor.map_unordered(cells, launch)) as outcomes:
+                for finished in outcomes:
+                    cell_id = finished.cell.cell_id
+                    if cell_id not in expected or cell_id in state.done:
+                        self.progress.warn(f"executor {self.executor.name} returned {cell_id} again; ignored")
+                        continue
+                    if cell_id not in indices:
+                        started(finished.cell)
+                    self._save(state, finished, indices[cell_id], total, written)
+            if self._signal is not None:
+                raise Interrupted(self._signal)
+            for cell in cells:  # an executor must account for every cell: none is silently lost
+                if cell.cell_id not in state.done:
+                    values = {"status": "error", "message": f"executor {self.executor.name} returned no result"}
+                    self._save(state, Finished(cell, values, None, {"executor": self.executor.name}),
+                               indices.get(cell.cell_id) or next(numbers), total, written)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
         return written
+
+    def _save(self, state: RunState, finished: Finished, index: int, total: int,
+              written: list[dict[str, Any]]) -> None:
+        cell = finished.cell
+        log = None
+        if finished.log is not None:
+            log = f"logs/{cell.cell_id}.log"
+            write_bytes_atomic(state.run_dir / log, finished.log)
+        elif (state.run_dir / "logs" / f"{cell.cell_id}.log").exists():
+            log = f"logs/{cell.cell_id}.log"
+        record = make_record(state.run_id, cell, state.env, finished.values, self.versions(cell.backend),
+                             finished.wall_s, log)
+        record.update({k: v for k, v in finished.placement.items() if k in PLACEMENT and v is not None})
+        results.append_record(state.run_dir, record)
+        state.done.add(cell.cell_id)
+        written.append(record)
+        self.progress.cell_finished(index, total, record)
+        self._notify(record)
 
     def _notify(self, record: dict[str, Any]) -> None:
         if self.plugins is None:
@@ -147,12 +186,8 @@ class Runner:
             if exc is not None:
                 self.progress.warn(f"plugin {plugin}: bench_cell_finished failed: {type(exc).__name__}: {exc}")
 
-    def _run_local(self, cell: Cell, run_dir: Path) -> tuple[dict[str, Any] | None, float, str]:
-        logs = run_dir / "logs"
-        logs.mkdir(exist_ok=True)
-        log_rel = f"logs/{cell.cell_id}.log"
-        values, wall = run_cell_process(
-            cell, run_dir / log_rel, self._tmp,
-            on_event=lambda event, elapsed: self.progress.event(cell, event, elapsed),
-            stopping=lambda: self._signal is not None)
-        return values, wall, log_rel
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
