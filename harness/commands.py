@@ -243,6 +243,11 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         runs = [results.resolve(ref, root) for ref in (args.a, args.b)]
         sides = [compare.Side(run.name, _records(run, root)) for run in runs]
         title = f"run {runs[1].name} (B) against run {runs[0].name} (A): {args.metric}, B/A"
+    from harness.concurrency import concurrency_warning
+
+    warning = concurrency_warning(sides[0].label, sides[0].records, sides[1].label, sides[1].records)
+    if warning:
+        print(f"bench: warning: {warning}", file=sys.stderr)
     table = compare.compare(*sides, metric=args.metric, alpha=args.alpha, ignore_backend=bool(args.run))
     if not table["verdict"].isin(["faster", "slower", "same", "failed in A", "failed in B", "no values"]).any():
         raise UsageError(f"{sides[0].label} and {sides[1].label} have no cell configuration in common")

@@ -25,9 +25,9 @@ SAMPLE_EVERY_S = 1.0
 LOG_LIMIT = 8 * 2**20  # a log travels home whole up to this size, else its head and its tail
 
 
-def cells_running_here() -> int:
-    """bench workers alive on this machine now, of any run (whoever shares the node with a cell)."""
-    count = 0
+def worker_pids() -> set[int]:
+    """bench workers alive on this machine now, of any run: `python -m harness.worker`, as cell_process starts them."""
+    found = set()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -36,9 +36,14 @@ def cells_running_here() -> int:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if any(tuple(argv[i:i + 2]) == WORKER_ARGV for i in range(1, len(argv) - 1)):
-            count += 1
-    return count
+        if tuple(argv[1:3]) == WORKER_ARGV:
+            found.add(int(entry.name))
+    return found
+
+
+def cells_running_here() -> int:
+    """How many bench cells run on this machine now (whoever shares the node with a cell)."""
+    return len(worker_pids())
 
 
 def gpu_of(visible: str | None) -> tuple[str | None, str | None]:

@@ -136,10 +136,26 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "target_met": int((ok["target_met"] == True).sum()),  # noqa: E712 - column of bools and None
             "peak_host_mb": _stat(ok["peak_host_mb"], np.max),
             "peak_device_mb": _stat(ok["peak_device_mb"], np.max),
+            "ran_on": ran_on(group),
         })
     out = pd.DataFrame(rows)
     order = out[["task", "backend", "mode", "device", "config", "run"]].astype(str)
     return out.loc[order.sort_values(list(order.columns)).index].reset_index(drop=True)
+
+
+def ran_on(group: pd.DataFrame) -> str | None:
+    """Where a configuration's repeats ran, once that is more than "alone, on this machine": the executor,
+    the hosts, and how many cells shared a machine at once (harness.concurrency)."""
+    from harness.concurrency import describe, sharing
+
+    def distinct(column: str) -> list[str]:
+        return sorted(set(group[column].dropna().astype(str))) if column in group else []
+
+    executors, hosts, counts = distinct("executor"), distinct("host"), sharing(group)
+    if not hosts or (executors in ([], ["local"]) and len(hosts) == 1 and counts in ([], [1])):
+        return None  # never ran, or ran alone on this machine as bench always did
+    text = f"{', '.join(executors) or '?'}: {', '.join(hosts[:3])}" + (f" +{len(hosts) - 3}" if len(hosts) > 3 else "")
+    return text + (f" ({describe(counts)})" if counts not in ([], [1]) else "")
 
 
 def varying_keys(s: pd.DataFrame) -> list[str]:
@@ -230,6 +246,8 @@ def display_rows(s: pd.DataFrame, compact: bool = False) -> tuple[list[str], lis
               "CV" if compact else "spread", "epoch", "samples/s", "compile", "to target",
               "metric" if compact else "final metric", "peak host"]
     header += ["peak device"] if show_device_mem else []
+    show_ran_on = "ran_on" in s and bool(s["ran_on"].notna().any())  # runs that left this machine or shared it
+    header += ["ran on"] if show_ran_on else []
     rows = []
     for r in s.to_dict("records"):
         ok = r["ok"]
@@ -251,7 +269,8 @@ def display_rows(s: pd.DataFrame, compact: bool = False) -> tuple[list[str], lis
         row = [*(fmt_value(r[k]) for k in keys), status, fmt_seconds(r["train_s"]), spread,
                fmt_seconds(r["steady_epoch_s"]), fmt_rate(r["samples_per_s"]), fmt_seconds(r["compile_s"]),
                to_target, metric, fmt_mb(r["peak_host_mb"])]
-        rows.append(row + ([fmt_mb(r["peak_device_mb"])] if show_device_mem else []))
+        row += [fmt_mb(r["peak_device_mb"])] if show_device_mem else []
+        rows.append(row + ([r["ran_on"] if isinstance(r["ran_on"], str) else "-"] if show_ran_on else []))
     return header, rows
 
 

@@ -9,6 +9,7 @@ like every executor; tasks are never retried, so a cell is timed once.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from typing import Any, Iterator
@@ -31,6 +32,18 @@ def node_task(cell_data: dict[str, Any], env: dict[str, str]) -> Iterator[dict[s
         if "started" in item:
             item["started"]["job_id"] = task_id
         yield item
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _reachable(address: str) -> str | None:
@@ -73,19 +86,26 @@ class RayExecutor(Executor):
             if problem:
                 raise UsageError(problem)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unasked
-        if not address:
+        if not address and not any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+            # bench's own instance: token authentication as Ray's default, its token kept in this process's
+            # environment (inherited by the instance) instead of written to ~/.ray
+            os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+        if not address or _loopback(address):
             # Ray turns 127.0.0.1 into the machine's network address unless told this is a one-machine
-            # instance; bench's own instance stays on loopback.
+            # instance: bench's own instance stays on loopback, and a head on loopback is reached there.
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         try:
             import ray
+            from ray._private import ray_constants
         except ImportError:
             raise UsageError("--executor ray needs Ray: pip install 'bench-harness[ray]'") from None
+        if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+            ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: when Ray came in before the variable was set
         try:
             if address:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
-                ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
                          configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean: no cluster
             raise UsageError(f"--executor ray: cannot start or join Ray: {_last_line(exc)}") from None

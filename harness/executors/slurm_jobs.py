@@ -34,15 +34,16 @@ CANCEL_WAIT_S = 60.0
 
 
 def sbatch_options(value: Any) -> dict[str, Any]:
-    """`--name=value` and `--flag` items as submitit's additional_parameters."""
+    """sbatch's long options, `--name=value` or `--flag` (the dashes may be left out), as submitit's
+    additional_parameters."""
     parsed: dict[str, Any] = {}
     for item in texts(value):
-        name, has_value, setting = item.partition("=")
-        if not name.startswith("--") or len(name) < 3 or (has_value and not setting):
+        name, has_value, setting = item.removeprefix("--").partition("=")
+        if not name or name.startswith("-") or (has_value and not setting):
             raise ValueError(f"sbatch options written --name=value or --flag, not {item!r}")
-        if name[2:] in PLUMBING:
-            raise ValueError(f"bench sets sbatch {name} itself")
-        parsed[name[2:]] = setting if has_value else True
+        if name in PLUMBING:
+            raise ValueError(f"bench sets sbatch --{name} itself")
+        parsed[name] = setting if has_value else True
     return parsed
 
 
@@ -118,7 +119,19 @@ class SlurmExecutor(Executor):
 
     no_gpu_reason = "no node of the SLURM cluster offers a gpu gres (sinfo)"
 
+    @staticmethod
+    def _require() -> None:
+        """submitit installed, SLURM's commands on PATH."""
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor slurm needs submitit: pip install 'bench-harness[slurm]'") from None
+        for program in ("sbatch", "squeue", "scancel", "srun", "sinfo"):
+            if shutil.which(program) is None:
+                raise UsageError(f"--executor slurm: {program} not found; run bench where SLURM jobs can be submitted")
+
     def gpu_present(self) -> bool:
+        self._require()
         try:
             out = subprocess.run(["sinfo", "--noheader", "--format=%G"], capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -129,13 +142,7 @@ class SlurmExecutor(Executor):
         return "gpu" in out.stdout
 
     def prepare(self, cells: list[Cell]) -> None:
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            raise UsageError("--executor slurm needs submitit: pip install 'bench-harness[slurm]'") from None
-        for program in ("sbatch", "squeue", "scancel", "srun"):
-            if shutil.which(program) is None:
-                raise UsageError(f"--executor slurm: {program} not found; run bench where SLURM jobs can be submitted")
+        self._require()
         folder = Path(self.settings["folder"]).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.cluster.procs import alive, stop
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 START_TIMEOUT_S = 30.0
@@ -159,35 +160,6 @@ def _record(folder: Path, pids: dict[str, int]) -> None:
     (folder / "pids").write_text("".join(f"{name} {pid}\n" for name, pid in pids.items()))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of this process is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _stop(pid: int, grace: float = 10.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                pass
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-
-
 def _steps_of(folder: Path) -> list[int]:
     """slurmstepd processes serving this cluster's jobs (they hold files in its spool folder)."""
     spool = str(folder / "spool")
@@ -213,17 +185,16 @@ def down(folder: Path) -> None:
     if not pids_file.is_file():
         return
     pids = dict(line.split() for line in pids_file.read_text().splitlines() if line.strip())
-    if "slurmctld" in pids and _alive(int(pids["slurmctld"])):
+    if "slurmctld" in pids and alive(int(pids["slurmctld"])):
         subprocess.run(["scancel", "--full", "--user", "root"], env=client_env(folder), capture_output=True,
                        timeout=30)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and _steps_of(folder):
             time.sleep(0.2)
-    for pid in _steps_of(folder):
-        _stop(pid, grace=2.0)
+    stop(_steps_of(folder), grace=2.0)
     for name in ("slurmd", "slurmctld", "munged"):
         if name in pids:
-            _stop(int(pids[name]))
+            stop([int(pids[name])])
     pids_file.unlink()
 
 
