@@ -139,8 +139,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         try:
             runner.run(state)
         except Interrupted as exc:
+            stopped = (f"; {len(executor.cancelled)} queued or running cancelled on {executor.name}"
+                       if executor.cancelled and executor.name != "local" else "")
             print(f"bench: interrupted by {exc}: {len(state.done)} of {len(state.planned)} cells finished and saved "
-                  f"in {state.run_dir}; continue with: {resume}", file=sys.stderr)
+                  f"in {state.run_dir}{stopped}; continue with: {resume}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except ExecutorError as exc:
             print(f"bench: error: executor {executor.name}: {exc}; {len(state.done)} of {len(state.planned)} cells "

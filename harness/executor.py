@@ -76,6 +76,7 @@ class Executor(ABC):
         """`settings`: option name -> parsed value; options left out take their defaults."""
         self.settings = {o.name: o.default for o in self.options}
         self.settings.update(settings or {})
+        self.cancelled: list[str] = []  # cell ids `cancel` took off the engine (queued or running), for the user
 
     def gpu_present(self) -> bool:
         """Whether cells can get a CUDA GPU here: decides `--device auto`, and without one cuda cells are
@@ -97,7 +98,8 @@ class Executor(ABC):
 
     @abstractmethod
     def cancel(self) -> None:
-        """Cancel every cell still queued or running, and return once none is left on the engine."""
+        """Cancel every cell still queued or running, add their ids to `cancelled`, and return once none is
+        left on the engine."""
 
     def close(self) -> None:
         """Release the engine (disconnect, stop what `prepare` started). Called once, at the end."""

@@ -284,6 +284,7 @@ def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, r
     assert _workers_of(env["BENCH_CACHE_DIR"]) == [], "a cell's worker outlived Ctrl-C"
     before = _records(out)
     assert 1 <= len(before) < 4 and before["cell_id"].is_unique
+    assert f"; {4 - len(before)} queued or running cancelled on {name};" in err, err
     resume = shlex.split(err.rsplit("continue with: ", 1)[1].strip().splitlines()[0])
     assert resume[:3] == ["bench", "run", "--resume"] and "--executor" in resume
     again = subprocess.run([sys.executable, "-m", "harness", *resume[1:]], env=env, cwd=REPO, capture_output=True,

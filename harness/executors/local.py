@@ -83,8 +83,11 @@ class LocalExecutor(Executor):
                     elif self._running:
                         break  # this cell runs alone: once the GPU cells now running are done
                     else:
-                        outcome = self._run(pending.popleft(), launch, stopping)  # in this thread, as always
-                        if outcome is not None:
+                        cell = pending.popleft()
+                        outcome = self._run(cell, launch, stopping)  # in this thread, as always
+                        if outcome is None:
+                            self.cancelled.append(cell.cell_id)
+                        else:
                             yield outcome
                 if not self._running:
                     continue
@@ -125,4 +128,5 @@ class LocalExecutor(Executor):
         self._cancel.set()
         for thread in list(self._running.values()):
             thread.join()
+        self.cancelled += list(self._running)
         self._running.clear()

@@ -218,6 +218,7 @@ class RayExecutor(Executor):
             time.sleep(0.1)
         for task in tasks:
             ray.cancel(task, force=True)
+        self.cancelled += list(self.tasks)
         self.tasks.clear()
 
     def close(self) -> None:

@@ -324,4 +324,5 @@ class SlurmExecutor(Executor):
             if states is not None and not any(states.get(j, ("",))[0] in ACTIVE for j in self._open):
                 break
             time.sleep(0.5)
+        self.cancelled += [cell.cell_id for cell, _ in self._open.values()]
         self._open.clear()
