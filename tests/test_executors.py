@@ -243,3 +243,15 @@ def test_compare_warns_when_the_sides_ran_under_different_concurrency(a, b, warn
                            f"may differ for that reason alone"]
     else:
         assert not warning
+
+
+def test_the_readme_documents_every_option_of_the_builtin_executors():
+    from harness.executors import BUILTIN
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
+    for cls in BUILTIN:
+        for option in cls.options:
+            assert f"`{cls.name}_{option.name}`" in section, f"{cls.name}_{option.name}"
+            if option.flag:
+                assert f"`{option.flag}" in section, option.flag

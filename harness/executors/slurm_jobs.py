@@ -290,7 +290,9 @@ class SlurmExecutor(Executor):
                         payload["log"])
 
     def _stopped(self, cell: Cell, job_id: str, sig: str, state: str) -> Finished:
-        state = state if state and state not in ACTIVE else SIGNAL_STATE.get(sig, "CANCELLED")
+        # The job itself may end COMPLETED (its function returned once the cell was stopped): the signal
+        # says why, unless SLURM's final state does.
+        state = state if state in STATE_STATUS else SIGNAL_STATE.get(sig, "CANCELLED")
         status = STATE_STATUS.get(state, "error")
         return Finished(cell, {"status": status, "message": f"SLURM job {job_id} ended {state} before the cell "
                                f"finished (its node received {sig})"}, None, self._placement(job_id))
