@@ -293,3 +293,21 @@ def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, r
     after = _records(out)
     assert len(after) == 4 and after["cell_id"].is_unique and (after["status"] == "ok").all()
     assert set(before["cell_id"]) < set(after["cell_id"])
+
+
+# -- refused before anything is submitted ------------------------------------------------------
+
+def test_a_request_slurm_refuses_or_an_unreachable_controller_is_one_line_exit_2(slurm_conf, plugins, tmp_path):
+    dead = tmp_path / "dead.conf"  # the same cluster, its controller at a port nothing listens on
+    dead.write_text("".join(f"SlurmctldPort=1\n" if line.startswith("SlurmctldPort=") else line
+                            for line in Path(slurm_conf).read_text().splitlines(keepends=True)))
+    cases = [(slurm_conf, ["--slurm-partition", "nope"], "Invalid partition name specified"),
+             (str(dead), [], "Unable to contact slurm controller")]
+    for conf, args, message in cases:
+        out = tmp_path / "results"
+        run = bench("run", "--backend", "fake", "--task", "linear_regression", "--executor", "slurm", *args,
+                    "--slurm-folder", str(tmp_path / "jobs"), "--out", str(out), env=_env(plugins, SLURM_CONF=conf))
+        assert run.returncode == 2 and run.stderr.startswith("bench: error: --executor slurm: "), run.stderr
+        assert message in run.stderr and run.stderr.count("\n") == 1, run.stderr
+        assert not out.exists() or not any(out.iterdir()), "a run folder was written"
+    assert _squeue(slurm_conf) == ""

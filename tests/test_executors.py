@@ -155,7 +155,30 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cells_alone(tmp_path):
+GPUS = {"0": ("GPU-1a2b", "Pretend H100"), "1": ("GPU-3c4d", "Pretend H200")}
+
+
+@pytest.fixture
+def two_gpus(tmp_path, monkeypatch):
+    """An `nvidia-smi` that lists two GPUs (this machine has none), first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    lines = "".join(f"{i}, {uuid}, {name}, 550.54, 81559 MiB\\n" for i, (uuid, name) in GPUS.items())
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_cuda_cell_records_the_gpu_it_was_given(two_gpus):
+    from harness.node_cell import gpu_of
+
+    assert gpu_of("1") == ("Pretend H200", "GPU-3c4d")
+    assert gpu_of("GPU-1a2b,GPU-3c4d") == ("Pretend H100", "GPU-1a2b")
+    assert gpu_of(None) == ("Pretend H100", "GPU-1a2b")  # CUDA's device 0
+    assert gpu_of("MIG-7") == (None, None)
+
+
+def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cells_alone(tmp_path, two_gpus):
     registry = _pretend_registry()
     common = {"backends": ["pretend_gpu"], "tasks": ["linear_regression"], "epochs": 2, "latency_steps": 0,
               "optimizers": ["sgd"], "train_size": 256, "test_size": 64}
@@ -171,6 +194,8 @@ def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cell
     cuda = df[df["device"] == "cuda"]
     gpu_of = dict(zip(cuda["cell_id"], (d["cuda_visible_devices"] for d in cuda["details"])))
     assert set(gpu_of.values()) == {"0", "1"}
+    for r in cuda.itertuples():  # the record names the GPU the cell was handed
+        assert (r.gpu_uuid, r.device_name) == GPUS[gpu_of[r.cell_id]]
     together = [(a, b) for a, b in combinations(cuda["cell_id"], 2) if _overlap(windows[a], windows[b])]
     assert together, "no two cuda cells ran at once"
     for a, b in together:
