@@ -10,6 +10,7 @@ clusters without accounting work too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import signal
@@ -75,8 +76,9 @@ def node_job(cell_data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGUSR2)}
     result: dict[str, Any] = {}
     try:
-        for item in remote_events(cell_data, "slurm", env):
-            result = item.get("result", result)
+        with contextlib.closing(remote_events(cell_data, "slurm", env)) as events:  # closed: the worker stopped
+            for item in events:
+                result = item.get("result", result)
     except _Stopped:
         pass
     finally:
