@@ -82,8 +82,10 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_cell_process(cell: Cell, log_path: Path, tmp: Path | None = None, on_event: OnEvent | None = None,
-                     stopping: Callable[[], bool] = lambda: False) -> tuple[dict[str, Any] | None, float]:
-    """Run one cell in a worker subprocess, its output in `log_path`.
+                     stopping: Callable[[], bool] = lambda: False,
+                     extra_env: dict[str, str] | None = None) -> tuple[dict[str, Any] | None, float]:
+    """Run one cell in a worker subprocess, its output in `log_path`; `extra_env` is added to the worker's
+    environment (an executor's choice of GPU, the driver's settings on a remote node).
 
     Returns (values, wall seconds); values is None when `stopping()` turned true first (the worker
     is killed and nothing is recorded), else the worker's result, checked and fit for a record, or a
@@ -94,7 +96,7 @@ def run_cell_process(cell: Cell, log_path: Path, tmp: Path | None = None, on_eve
     mark = lifetime.new_mark()
     scratch = lifetime.owned_tmpdir(lifetime.CELL_TMP)
     pipes = {name: os.pipe() for name in ("events", "output", "lifeline")}
-    env = child_env(cell, scratch, tmp)
+    env = {**child_env(cell, scratch, tmp), **(extra_env or {})}
     env.update({EVENT_FD_ENV: str(pipes["events"][1]), lifetime.LIFELINE_FD_ENV: str(pipes["lifeline"][0]),
                 lifetime.MARK_ENV: mark, lifetime.PARENT_ENV: str(os.getpid())})
     started = time.monotonic()

@@ -114,6 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="a first table fast: 1 epoch on 8192 training and 2000 test samples")
     run.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
     run.add_argument("--resume", metavar="RUN_ID", help="finish the unfinished cells of an earlier run")
+    _executor_arguments(run)
 
     sub.add_parser("list", help="tasks and backends, with availability")
     sub.add_parser("plugins", help="plugins, versions, and broken ones with the reason")
@@ -152,6 +153,20 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
     compare.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
     return parser
+
+
+def _executor_arguments(run: argparse.ArgumentParser) -> None:
+    from harness.executor_config import builtin_flags, dest
+
+    group = run.add_argument_group("where cells run", "see README, 'Running on a cluster'")
+    group.add_argument("--executor", metavar="NAME",
+                       help="local (default: this machine), slurm, ray, or a plugin's executor")
+    group.add_argument("--executor-config", metavar="FILE",
+                       help="TOML file of executor settings, keys prefixed by the executor (slurm_partition = ...); "
+                            "flags win over it")
+    for cls, option in builtin_flags():
+        group.add_argument(option.flag, dest=dest(option), metavar="VALUE",
+                           help=f"{option.help} ({cls.name})".replace("%", "%%"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,62 +98,78 @@ def _selection(args: argparse.Namespace, registry: Registry) -> Selection:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.executor import ExecutorError
+    from harness.executor_config import choose_executor, quote, resume_flags
     from harness.progress import ConsoleProgress
     from harness.runner import Interrupted, Runner
 
     root = results_root(args.out)
     registry, plugins = _registry(args)
-    if args.resume:
-        given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
-        if given or args.quick:
-            raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
-        run_dir = results.resolve(args.resume, root)
-        state = runs.reopen(run_dir)
-        _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
-                                                  if p.cell.cell_id not in state.done and not p.skip_reason}))
-        _writable_root(run_dir)
-        held = runs.lock(run_dir)
-        state = runs.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
-        if args.timeout is not None:
-            state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
-                             for p in state.planned]
-    else:
-        sel = _selection(args, registry)
-        for name in sel.tasks:
-            registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
-        gpu = envinfo.gpu_present()
-        try:
-            planned = plan(registry, sel, gpu_present=gpu)
-        except PlanError as exc:
-            raise UsageError(str(exc)) from None
-        _writable_root(root)
-        if not gpu:
-            for p in planned:
-                if p.cell.device == "cuda" and not p.skip_reason:
-                    p.skip_reason = "no CUDA GPU visible on this machine (neither nvidia-smi nor the NVIDIA driver lists one)"
-        state = runs.create(root, planned, environment(plugins), ["bench", *argv])
-        held = runs.lock(state.run_dir)
-
-    progress = ConsoleProgress()
-    versions = {name: cls.version() for name, cls in registry.backends.items()}
-    runner = Runner(plugins, progress, versions.get)
-    print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to run; "
-          f"results in {state.run_dir}", file=sys.stderr)
-    resume = f"continue with: bench run --resume {state.run_id}" + (f" --out {root}" if args.out else "")
-
-    def saved() -> str:
-        return f"{len(state.done)} of {len(state.planned)} cells finished and saved in {state.run_dir}"
-
+    executor = choose_executor(args, registry.executors)  # bad settings: exit 2 before anything is written
+    held = None
     try:
-        runner.run(state)
-    except Interrupted as exc:
-        _tell(f"bench: interrupted by {exc}: {saved()}; {resume}")
-        return EXIT_INTERRUPTED
-    except SaveError as exc:
-        _tell(f"bench: {exc}: the run stopped; {saved()}; once that is fixed, {resume}")
-        return EXIT_NOT_SAVED
+        if args.resume:
+            given = [f"--{o.replace('_', '-')}" for o in RUN_OPTIONS if getattr(args, o) not in (None, False)]
+            if given or args.quick:
+                raise UsageError(f"--resume continues a run as it was planned; drop {', '.join(given) or '--quick'}")
+            run_dir = results.resolve(args.resume, root)
+            state = runs.reopen(run_dir)
+            _check_backend_settings(registry, sorted({p.cell.backend for p in state.planned
+                                                      if p.cell.cell_id not in state.done and not p.skip_reason}))
+            _writable_root(run_dir)
+            held = runs.lock(run_dir)
+            state = runs.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
+            if args.timeout is not None:
+                state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
+                                 for p in state.planned]
+            executor.prepare([p.cell for p in state.planned if p.cell.cell_id not in state.done and not p.skip_reason])
+        else:
+            sel = _selection(args, registry)
+            for name in sel.tasks:
+                registry.tasks[name]().prepare()  # DataError: exit 2 before anything is written
+            gpu = executor.gpu_present()
+            try:
+                planned = plan(registry, sel, gpu_present=gpu)
+            except PlanError as exc:
+                raise UsageError(str(exc)) from None
+            _writable_root(root)
+            if not gpu:
+                for p in planned:
+                    if p.cell.device == "cuda" and not p.skip_reason:
+                        p.skip_reason = executor.no_gpu_reason
+            executor.prepare([p.cell for p in planned if not p.skip_reason])  # nothing submitted, nothing written
+            state = runs.create(root, planned, environment(plugins), ["bench", *argv])
+            held = runs.lock(state.run_dir)
+
+        progress = ConsoleProgress()
+        versions = {name: cls.version() for name, cls in registry.backends.items()}
+        runner = Runner(plugins, progress, versions.get, executor)
+        print(f"bench: run {state.run_id}: {len(state.planned) - len(state.done)} of {len(state.planned)} cells to "
+              f"run{'' if executor.name == 'local' else ' on ' + executor.name}; results in {state.run_dir}",
+              file=sys.stderr)
+        resume = "continue with: " + quote(["bench", "run", "--resume", state.run_id,
+                                            *(["--out", str(root)] if args.out else []), *resume_flags(args)])
+
+        def saved() -> str:
+            return f"{len(state.done)} of {len(state.planned)} cells finished and saved in {state.run_dir}"
+
+        try:
+            runner.run(state)
+        except Interrupted as exc:
+            stopped = (f"; {len(executor.cancelled)} queued or running cancelled on {executor.name}"
+                       if executor.cancelled and executor.name != "local" else "")
+            _tell(f"bench: interrupted by {exc}: {saved()}{stopped}; {resume}")
+            return EXIT_INTERRUPTED
+        except SaveError as exc:
+            _tell(f"bench: {exc}: the run stopped; {saved()}; once that is fixed, {resume}")
+            return EXIT_NOT_SAVED
+        except ExecutorError as exc:
+            _tell(f"bench: error: executor {executor.name}: {exc}; {saved()}; {resume}")
+            return EXIT_FAILED
     finally:
-        held.close()
+        executor.close()
+        if held is not None:
+            held.close()
     df = _load([state.run_dir], root)
     from harness import report
 
@@ -258,6 +274,11 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         title = f"run {runs[1].name} (B) against run {runs[0].name} (A): {args.metric}, B/A"
     if args.accept_inconclusive and args.fail_above is None:
         raise UsageError("--accept-inconclusive goes with --fail-above")
+    from harness.concurrency import concurrency_warning
+
+    warning = concurrency_warning(sides[0].label, sides[0].records, sides[1].label, sides[1].records)
+    if warning:
+        print(f"bench: warning: {warning}", file=sys.stderr)
     table = compare.compare(*sides, metric=args.metric, alpha=args.alpha, tolerance=args.tolerance,
                             ignore_backend=bool(args.run))
     if table["verdict"].isin(["only in A", "only in B"]).all():

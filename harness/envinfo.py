@@ -57,13 +57,15 @@ def _run(cmd: list[str]) -> str | None:
 
 
 def gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs as nvidia-smi sees them, else as the loaded driver lists them (empty without a driver)."""
-    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    """NVIDIA GPUs as nvidia-smi sees them, else as the loaded driver lists them (empty without a driver):
+    index, uuid, name, driver, memory."""
+    keys = ("index", "uuid", "name", "driver", "memory")
+    out = _run(["nvidia-smi", "--query-gpu=index,uuid,name,driver_version,memory.total", "--format=csv,noheader"])
     found = []
     for line in (out or "").splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            found.append({"name": parts[0], "driver": parts[1], "memory": parts[2]})
+        if len(parts) == len(keys):
+            found.append(dict(zip(keys, parts)))
     return found or driver_gpus()
 
 
@@ -76,12 +78,13 @@ def driver_gpus(root: Path = Path("/proc/driver/nvidia")) -> list[dict[str, str]
         version = text.split("Kernel Module", 1)[1].split()[0] if "Kernel Module" in text else ""
     except (OSError, IndexError):
         pass
-    for info in sorted(root.glob("gpus/*/information")):
+    for index, info in enumerate(sorted(root.glob("gpus/*/information"))):
         try:
             fields = dict(line.split(":", 1) for line in info.read_text().splitlines() if ":" in line)
         except OSError:
             continue
-        found.append({"name": fields.get("Model", "NVIDIA GPU").strip(), "driver": version, "memory": ""})
+        found.append({"index": str(index), "uuid": fields.get("GPU UUID", "").strip(),
+                      "name": fields.get("Model", "NVIDIA GPU").strip(), "driver": version, "memory": ""})
     return found
 
 

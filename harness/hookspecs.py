@@ -33,6 +33,17 @@ def bench_tasks() -> list[type]:
 
 
 @hookspec
+def bench_executors() -> list[type]:
+    """Return the Executor subclasses (harness.executor.Executor) this plugin provides.
+
+    Called once when the registry is built. An executor moves planned cells to where they run and
+    brings their results back (`bench run --executor NAME`); its options come from its `options`
+    (keys `NAME_OPTION` in `--executor-config`). Must not import the engine: return classes only.
+    Names must be unique across plugins; bench's own are local, slurm and ray.
+    """
+
+
+@hookspec
 def bench_environment() -> dict[str, Any]:
     """Return extra facts about the machine to record with every result (e.g. a driver version).
 

@@ -22,6 +22,7 @@ DISABLE_AUTOLOAD_ENV = "BENCH_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "BENCH_BLOCK_PLUGINS"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "harness.executors",
     "tasks.builtin",
     "backends.torch_backend",
     "backends.tf_backend",

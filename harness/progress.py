@@ -5,6 +5,7 @@ elapsed time."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -29,35 +30,39 @@ class ConsoleProgress:
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
         self.last = self.started
-        self.prefix = ""
-        self.doing = ""
+        self.prefix: dict[str, str] = {}  # per cell: several run at once under some executors
+        self.doing: dict[str, str] = {}
+        self.lock = threading.Lock()
 
     def _print(self, text: str) -> None:
-        self.last = time.monotonic()
-        try:
-            print(f"[{self.last - self.started:6.0f}s] {text}", file=self.stream, flush=True)
-        except OSError:  # the terminal is gone (SIGHUP): the run stops cleanly, its records are what counts
-            pass
+        with self.lock:  # whole lines, whichever thread reports
+            self.last = time.monotonic()
+            try:
+                self.stream.write(f"[{self.last - self.started:6.0f}s] {text}\n")
+                self.stream.flush()
+            except OSError:  # the terminal is gone (SIGHUP): the run stops cleanly, its records are what counts
+                pass
 
     def cell_started(self, index: int, total: int, cell: Cell) -> None:
-        self.prefix = f"[{index}/{total}] {_label(cell)}"
-        self.doing = "starting"
-        self._print(f"{self.prefix}: starting")
+        self.prefix[cell.cell_id] = f"[{index}/{total}] {_label(cell)}"
+        self.doing[cell.cell_id] = "starting"
+        self._print(f"{self.prefix[cell.cell_id]}: starting")
 
     def event(self, cell: Cell, event: dict[str, Any], elapsed: float) -> None:
         """A worker's event, or {"event": "tick"} from the runner while the worker is silent."""
         kind = event.get("event")
+        prefix = self.prefix.get(cell.cell_id, _label(cell))
         if kind == "phase":
-            self.doing = PHASES.get(event.get("phase"), str(event.get("phase")))
+            self.doing[cell.cell_id] = PHASES.get(event.get("phase"), str(event.get("phase")))
         elif kind == "epoch_start":
-            self.doing = f"training epoch {event.get('epoch')}/{event.get('epochs')}"
+            self.doing[cell.cell_id] = f"training epoch {event.get('epoch')}/{event.get('epochs')}"
         elif kind == "tick" and time.monotonic() - self.last >= self.HEARTBEAT_S:
-            self._print(f"{self.prefix}: still {self.doing} ({elapsed:.0f} s into the cell)")
+            self._print(f"{prefix}: still {self.doing.get(cell.cell_id, 'running')} ({elapsed:.0f} s into the cell)")
         last_epoch = event.get("epoch") == event.get("epochs")
         if kind == "epoch" and (last_epoch or time.monotonic() - self.last >= self.EPOCH_EVERY_S):
             value = event.get("value")
             shown = f"{event.get('metric')} {value:.4f}" if isinstance(value, (int, float)) else ""
-            self._print(f"{self.prefix}: epoch {event['epoch']}/{event['epochs']} {shown} "
+            self._print(f"{prefix}: epoch {event['epoch']}/{event['epochs']} {shown} "
                         f"(trained {event.get('train_s', 0):.1f} s)")
 
     def cell_finished(self, index: int, total: int, record: dict[str, Any]) -> None:
@@ -68,7 +73,9 @@ class ConsoleProgress:
             detail = f"{record.get('metric')} {value:.4f}, {met}, {record.get('train_s') or 0:.1f} s training"
         else:
             detail = record.get("message") or ""
-        self._print(f"{self.prefix}: {status} {detail}".rstrip())
+        prefix = self.prefix.pop(record.get("cell_id"), f"[{index}/{total}]")
+        self.doing.pop(record.get("cell_id"), None)
+        self._print(f"{prefix}: {status} {detail}".rstrip())
 
     def warn(self, message: str) -> None:
         self._print(f"warning: {message}")

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable
 
 from harness.safe_text import one_line
 
-STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom")
-FAILED = ("error", "timeout", "diverged", "oom")
+STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom", "cancelled")
+FAILED = ("error", "timeout", "diverged", "oom", "cancelled")
 MAX_DEPTH = 32  # nesting kept in free-form fields (details, env); deeper is shown as text
 
 
@@ -74,7 +74,7 @@ COLUMNS: tuple[Column, ...] = (
     C("train_size", NUMBER, WORKER, "training samples used"),
     C("test_size", NUMBER, WORKER, "test samples used"),
     C("threads", NUMBER, WORKER, "CPU threads the framework was pinned to"),
-    C("status", TEXT, WORKER, "ok, skipped, error, timeout, diverged or oom"),
+    C("status", TEXT, WORKER, "ok, skipped, error, timeout, diverged, oom, or cancelled (on the cluster, not by bench)"),
     C("message", TEXT, WORKER, "why a cell was skipped or failed"),
     C("warnings", TEXTS, WORKER, "list: what was wrong with the values the cell reported (each such value is null)"),
     C("log", TEXT, RUN, "the cell's log file, relative to the run folder"),
@@ -119,6 +119,11 @@ COLUMNS: tuple[Column, ...] = (
     C("initial_loss", NUMBER, WORKER, "the framework's loss on the first batch before training"),
     C("initial_loss_ref", NUMBER, WORKER, "the same loss from the float64 NumPy reference forward pass"),
     C("details", OBJECT, WORKER, "dict: backend-specific facts (what was compiled, thread settings, ...)"),
+    C("host", TEXT, RUN, "the machine the cell ran on"),
+    C("gpu_uuid", TEXT, RUN, "UUID of the GPU a cuda cell ran on (nvidia-smi), where there is one"),
+    C("executor", TEXT, RUN, "what ran the cell: local, slurm, ray or a plugin's executor"),
+    C("job_id", TEXT, RUN, "the cell's job on the cluster: SLURM job (ARRAY_TASK for array tasks) or Ray task id"),
+    C("node_cells", NUMBER, RUN, "most bench cells running on the cell's machine at once while it ran, itself included"),
     C("env", OBJECT, WORKER, "dict: machine and software of the process that ran the cell"),
 )
 del C

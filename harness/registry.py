@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from harness.api import Backend, Task, name_problem
+from harness.executor import Executor
 from harness.plugins import Plugins, _describe, call_each, make_plugin_manager
+
+KINDS: dict[str, tuple[str, type]] = {  # kind -> (hook, base class)
+    "backend": ("bench_backends", Backend),
+    "task": ("bench_tasks", Task),
+    "executor": ("bench_executors", Executor),
+}
 
 
 class DuplicateNameError(ValueError):
@@ -18,10 +25,14 @@ class Registry:
     backends: dict[str, type[Backend]] = field(default_factory=dict)
     tasks: dict[str, type[Task]] = field(default_factory=dict)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin name
+    executors: dict[str, type[Executor]] = field(default_factory=dict)
+
+    def table(self, kind: str) -> dict[str, type]:
+        return {"backend": self.backends, "task": self.tasks, "executor": self.executors}[kind]
 
     def add(self, kind: str, cls: type, plugin: str) -> None:
         """Register one class; a name already taken raises DuplicateNameError naming both plugins."""
-        base = Backend if kind == "backend" else Task
+        base = KINDS[kind][1]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise TypeError(f"{cls!r} is not a {base.__name__} subclass")
         name = getattr(cls, "name", None)
@@ -35,7 +46,7 @@ class Registry:
             problem = name_problem(mode)
             if problem:
                 raise ValueError(f"backend {name}: mode name {mode!r} {problem}")
-        table = self.backends if kind == "backend" else self.tasks
+        table = self.table(kind)
         if name in table:
             raise DuplicateNameError(
                 f"{kind} name {name!r} from plugin {plugin!r} is already registered by plugin {self.owner[(kind, name)]!r}"
@@ -51,7 +62,7 @@ def build_registry(plugins: Plugins | None = None) -> tuple[Registry, Plugins]:
     plugins = plugins or make_plugin_manager()
     staged: dict[str, list[tuple[str, type]]] = {}
     failed: dict[str, str] = {}
-    for kind, hook in (("backend", "bench_backends"), ("task", "bench_tasks")):
+    for kind, (hook, _) in KINDS.items():
         for plugin_name, classes, exc in call_each(plugins, hook):
             if exc is not None:
                 failed.setdefault(plugin_name, _describe(exc))
@@ -64,7 +75,8 @@ def build_registry(plugins: Plugins | None = None) -> tuple[Registry, Plugins]:
         if plugin_name in failed:
             plugins.mark_broken(plugin_name, failed[plugin_name])
             continue
-        trial = Registry(dict(registry.backends), dict(registry.tasks), dict(registry.owner))
+        trial = Registry(dict(registry.backends), dict(registry.tasks), dict(registry.owner),
+                         dict(registry.executors))
         try:
             for kind, cls in staged.get(plugin_name, []):
                 trial.add(kind, cls, plugin_name)

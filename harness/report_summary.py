@@ -165,10 +165,39 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     for column in ("target_met", "target_reached", "repeats", "ok"):
         out[column] = out[column].fillna(0).astype(int)
     out = out.drop(columns=["_n", "_std", "_mean"])
+    out["ran_on"] = _ran_on(df, codes, out.index)
     order = out[["task", "backend", "mode", "device", "config", "run"]].astype(str)
     out = out.loc[order.sort_values(list(order.columns)).index].reset_index(drop=True)
     front = [c for c in columns if c in out]
     return out[front + [c for c in out.columns if c not in front]]
+
+
+def _ran_on(df: pd.DataFrame, codes: pd.Series, index: pd.Index) -> pd.Series:
+    """Where each configuration's repeats ran, once that is more than "alone, on this machine": the executor,
+    the hosts, and how many cells shared a machine at once (harness.concurrency). None for runs that stayed
+    local and alone, which is all of them before executors, so the common case costs one check."""
+    from harness.concurrency import describe, sharing
+
+    none = pd.Series(None, index=index, dtype=object)
+    if "host" not in df:
+        return none
+    executors = df["executor"].dropna().astype(str) if "executor" in df else pd.Series(dtype=str)
+    shared = pd.to_numeric(df.get("node_cells"), errors="coerce").gt(1).any() if "node_cells" in df else False
+    if not shared and set(executors) <= {"local"} and df["host"].dropna().nunique() <= 1:
+        return none
+
+    def where(group: pd.DataFrame) -> str | None:
+        def distinct(column: str) -> list[str]:
+            return sorted(set(group[column].dropna().astype(str))) if column in group else []
+
+        kinds, hosts, counts = distinct("executor"), distinct("host"), sharing(group)
+        if not hosts or (kinds in ([], ["local"]) and len(hosts) == 1 and counts in ([], [1])):
+            return None
+        text = f"{', '.join(kinds) or '?'}: {', '.join(hosts[:3])}" + (f" +{len(hosts) - 3}" if len(hosts) > 3 else "")
+        return text + (f" ({describe(counts)})" if counts not in ([], [1]) else "")
+
+    found = {code: where(group) for code, group in df.groupby(codes.to_numpy())}
+    return pd.Series([found.get(code) for code in index], index=index, dtype=object)
 
 
 def varying_keys(s: pd.DataFrame) -> list[str]:

@@ -129,6 +129,10 @@ RESULT_COLUMNS = [
     Column("peak device", "device mem", "peak device: accelerator memory at its peak, counted from after the "
            "data were staged and the model built (so the data's own size is not in it), the most over repeats",
            _column("peak_device_mb", fmt_mb), _present("peak_device_mb")),
+    Column("ran on", "ran on", "ran on: the executor and hosts, and how many cells shared a machine at once, where "
+           "cells left this machine or shared it", lambda s, compact: [v if isinstance(v, str) else "-"
+                                                                        for v in s["ran_on"]],
+           _present("ran_on"), text=True),
 ]
 
 

@@ -27,7 +27,7 @@ from harness.report_tables import (Report, Section, constant_settings, differenc
 
 WRAP_MIN = 8  # a column of words is never made narrower than this (or its longest word)
 # Figures of the results table in the order they give way (terminal headers); the rest always stay.
-DROP_ORDER = ("device mem", "data", "host mem", "CV", "excess", "compile", "samples/s", "epoch", "to target",
+DROP_ORDER = ("device mem", "data", "host mem", "ran on", "CV", "excess", "compile", "samples/s", "epoch", "to target",
               "cold")
 
 

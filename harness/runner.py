@@ -1,31 +1,32 @@
-"""Runs planned cells, each in its own process group, and saves each record as it finishes.
+"""Runs planned cells through an executor, each in its own process group, and saves each record as it finishes.
 
 A cell that crashes, hangs, runs out of memory or sends something malformed is recorded
-with that status and the run goes on. SIGINT, SIGTERM or SIGHUP (the terminal closed) stops
-the current cell, keeps everything already saved, and leaves the run resumable; so does a
-record or log that cannot be written (durable.SaveError, e.g. a full disk), with no torn record.
+with that status and the run goes on. SIGINT, SIGTERM or SIGHUP (the terminal closed) stops and
+cancels the cells still running or queued, keeps everything already saved, and leaves the run
+resumable (with any executor); so does a record or log that cannot be written (durable.SaveError,
+e.g. a full disk), with no torn record.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import contextlib
+import itertools
 import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from harness import lifetime, record, results
+from harness import durable, lifetime, record, results
 from harness.api import Cell
-from harness.cell_process import run_cell_process
 from harness.durable import SaveError
+from harness.executor import PLACEMENT, Executor, Finished, Launch, log_name
+from harness.executors.local import LocalExecutor
 from harness.plan import PlannedCell
 from harness.plugins import Plugins, _describe, call_each
 from harness.safe_text import one_line
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
 
 
 class Interrupted(Exception):
@@ -104,29 +105,21 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
     return full
 
 
-def log_name(cell: Cell) -> str:
-    """The cell's log, relative to the run folder: logs/<cell id>.log, or a digest of the id where the id
-    is not a plain file name (names are checked when plugins load and when a plan is reopened; this
-    keeps a path from ever being built from anything else)."""
-    if LOG_NAME.fullmatch(cell.cell_id):
-        return f"logs/{cell.cell_id}.log"
-    return f"logs/cell-{hashlib.sha256(cell.cell_id.encode('utf-8', 'backslashreplace')).hexdigest()[:16]}.log"
-
-
 class Runner:
-    """Executes cells in local subprocesses. Another executor (Ray, SLURM) would take the same
-    Cell dicts and return the same value dicts."""
+    """Hands the planned cells to an executor (default: `local`, one at a time on this machine) and
+    writes each record, and a remote cell's log, into the run folder as it comes back: the runner is
+    the only writer of the run folder."""
 
     def __init__(self, plugins: Plugins | None = None, progress: Progress | None = None,
-                 versions: Callable[[str], str | None] | None = None):
+                 versions: Callable[[str], str | None] | None = None, executor: Executor | None = None):
         self.plugins = plugins
         self.progress = progress or QuietProgress()
         self.versions = versions or (lambda backend: None)
-        self._tmp: Path | None = None  # the run's temporary folder, shared by its cells
+        self.executor = executor or LocalExecutor()
         self._signal: int | None = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self._signal = signum  # the cell being run sees it within half a second and is killed
+        self._signal = signum  # the executor sees it within half a second and cancels what is running
 
     def run(self, state: RunState) -> list[dict[str, Any]]:
         """Run every planned cell not yet done; returns the records written. Raises Interrupted, or
@@ -134,38 +127,78 @@ class Runner:
         # A signal the user had ignored stays ignored: `nohup bench run` survives a closed terminal.
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS
                     if signal.getsignal(s) != signal.SIG_IGN}
-        written = []
+        written: list[dict[str, Any]] = []
         lifetime.remove_stale()  # what a killed run left: temporary folders, marked processes
-        self._tmp = lifetime.owned_tmpdir(lifetime.RUN_TMP)
+        tmp = lifetime.owned_tmpdir(lifetime.RUN_TMP)
         try:
             todo = [p for p in state.planned if p.cell.cell_id not in state.done]
             total = len(state.planned)
-            index = total - len(todo)
+            numbers = itertools.count(total - len(todo) + 1)
             for planned in todo:
-                if self._signal is not None:
-                    raise Interrupted(self._signal)
-                index += 1
-                cell = planned.cell
-                self.progress.cell_started(index, total, cell)
                 if planned.skip_reason:
-                    values, wall, log = {"status": "skipped", "message": planned.skip_reason}, 0.0, None
-                else:
-                    values, wall, log = self._run_local(cell, state.run_dir)
-                    if values is None or self._signal is not None:
-                        raise Interrupted(self._signal or signal.SIGINT)
-                saved = make_record(state.run_id, cell, state.env, values, self.versions(cell.backend), wall, log)
-                results.append_record(state.run_dir, saved)
-                state.done.add(cell.cell_id)
-                written.append(saved)
-                self.progress.cell_finished(index, total, saved)
-                for warning in saved["warnings"] or []:
-                    self.progress.warn(f"{cell.cell_id}: {warning}")
-                self._notify(saved)
+                    index = next(numbers)
+                    self.progress.cell_started(index, total, planned.cell)
+                    values = {"status": "skipped", "message": planned.skip_reason}
+                    self._save(state, Finished(planned.cell, values, 0.0, {"executor": self.executor.name}),
+                               index, total, written)
+            cells = [p.cell for p in todo if not p.skip_reason]
+            indices: dict[str, int] = {}
+
+            def started(cell: Cell) -> None:
+                indices[cell.cell_id] = next(numbers)
+                self.progress.cell_started(indices[cell.cell_id], total, cell)
+
+            logs = state.run_dir / "logs"
+            try:
+                logs.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise SaveError(f"cannot make {logs}: {exc.strerror or exc}") from None
+            launch = Launch(state.run_id, logs, tmp, started, self.progress.event, lambda: self._signal is not None)
+            expected = {c.cell_id for c in cells}
+            with contextlib.closing(self.executor.map_unordered(cells, launch)) as outcomes:
+                for finished in outcomes:
+                    cell_id = finished.cell.cell_id
+                    if cell_id not in expected or cell_id in state.done:
+                        self.progress.warn(one_line(f"executor {self.executor.name} returned {cell_id} again; "
+                                                    f"ignored"))
+                        continue
+                    if cell_id not in indices:
+                        started(finished.cell)
+                    self._save(state, finished, indices[cell_id], total, written)
+            if self._signal is not None:
+                raise Interrupted(self._signal)
+            for cell in cells:  # an executor must account for every cell: none is silently lost
+                if cell.cell_id not in state.done:
+                    values = {"status": "error", "message": f"executor {self.executor.name} returned no result"}
+                    self._save(state, Finished(cell, values, None, {"executor": self.executor.name}),
+                               indices.get(cell.cell_id) or next(numbers), total, written)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
         return written
+
+    def _save(self, state: RunState, finished: Finished, index: int, total: int,
+              written: list[dict[str, Any]]) -> None:
+        cell = finished.cell
+        log = None
+        if finished.log is not None:  # brought back from another machine
+            log = log_name(cell)
+            durable.replace(state.run_dir / log, finished.log)
+        elif (state.run_dir / log_name(cell)).exists():
+            log = log_name(cell)
+        saved = make_record(state.run_id, cell, state.env, finished.values, self.versions(cell.backend),
+                            finished.wall_s, log)
+        saved.update({k: v for k, v in finished.placement.items() if k in PLACEMENT and v is not None})
+        saved, warnings = record.conform(saved)  # placement comes from the executor, a plugin's perhaps
+        saved["warnings"] = [*(saved.get("warnings") or []), *warnings]
+        results.append_record(state.run_dir, saved)
+        state.done.add(cell.cell_id)
+        written.append(saved)
+        self.progress.cell_finished(index, total, saved)
+        for warning in saved["warnings"] or []:
+            self.progress.warn(f"{cell.cell_id}: {warning}")
+        self._notify(saved)
 
     def _notify(self, saved: dict[str, Any]) -> None:
         if self.plugins is None:
@@ -173,15 +206,3 @@ class Runner:
         for plugin, _, exc in call_each(self.plugins, "bench_cell_finished", record=saved):
             if exc is not None:
                 self.progress.warn(one_line(f"plugin {plugin}: bench_cell_finished failed: {_describe(exc)}"))
-
-    def _run_local(self, cell: Cell, run_dir: Path) -> tuple[dict[str, Any] | None, float, str]:
-        try:
-            (run_dir / "logs").mkdir(exist_ok=True)
-        except OSError as exc:
-            raise SaveError(f"cannot make {run_dir / 'logs'}: {exc.strerror or exc}") from None
-        log_rel = log_name(cell)
-        values, wall = run_cell_process(
-            cell, run_dir / log_rel, self._tmp,
-            on_event=lambda event, elapsed: self.progress.event(cell, event, elapsed),
-            stopping=lambda: self._signal is not None)
-        return values, wall, log_rel

@@ -50,9 +50,10 @@ def test_accuracies_after_one_epoch_agree_within_half_a_point(one_epoch, task):
 
 
 # What a one-epoch CPU cell can't have: no steady epoch after the first (so no throughput or first-epoch
-# excess), no accelerator memory, and no time-to-target when one epoch on a subset stays under the target.
+# excess), no accelerator memory, and no time-to-target when one epoch on a subset stays under the target;
+# run here, it has no GPU (gpu_uuid) and no cluster job (job_id).
 NOT_APPLICABLE = {"steady_epoch_s", "first_epoch_excess_s", "samples_per_s", "peak_device_mb", "time_to_target_s",
-                  "epochs_to_target"}
+                  "epochs_to_target", "gpu_uuid", "job_id"}
 ENVIRONMENT = ("env_cpu_model", "env_usable_cores", "env_ram_gb", "env_os", "env_python", "env_harness_version",
                "env_git_commit", "env_gpu_count", "version_numpy")
 

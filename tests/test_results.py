@@ -109,8 +109,11 @@ def test_gpus_are_found_through_the_driver_where_nvidia_smi_is_missing(tmp_path)
     from harness import envinfo
 
     (tmp_path / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.03  Thu Oct 1\n")
-    for bus, model in (("0000:00:05.0", "NVIDIA H200"), ("0000:00:06.0", "NVIDIA H200")):
+    for i, bus in enumerate(("0000:00:05.0", "0000:00:06.0")):
         (tmp_path / "gpus" / bus).mkdir(parents=True)
-        (tmp_path / "gpus" / bus / "information").write_text(f"Model: \t\t {model}\nIRQ:   \t\t 42\n")
-    assert envinfo.driver_gpus(tmp_path) == [{"name": "NVIDIA H200", "driver": "580.159.03", "memory": ""}] * 2
+        (tmp_path / "gpus" / bus / "information").write_text(
+            f"Model: \t\t NVIDIA H200\nIRQ:   \t\t 42\nGPU UUID: \t GPU-{i}\n")
+    assert envinfo.driver_gpus(tmp_path) == [
+        {"index": str(i), "uuid": f"GPU-{i}", "name": "NVIDIA H200", "driver": "580.159.03", "memory": ""}
+        for i in range(2)]
     assert envinfo.driver_gpus(tmp_path / "absent") == []
