@@ -14,7 +14,7 @@ from harness.api import DEVICES, OPTIMIZERS, PRECISIONS, Availability
 from harness.conformance.support import Case, Subject, hyperparams_for
 from harness.model import LAYER_KINDS
 
-NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # names go into comma-separated CLI lists, cell ids and file names
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names go into comma-separated CLI lists, cell ids and file names
 
 
 def _strings(value) -> bool:
