@@ -132,7 +132,8 @@ class KerasBackend(Backend):
 
         from backends import keras_model, keras_optim
 
-        keras.utils.set_random_seed(cell.seed)  # the weights come from the harness; this only makes that certain
+        # No keras.utils.set_random_seed: nothing here draws random numbers (the weights are the harness's),
+        # and it imports TensorFlow into every engine's process when TensorFlow is installed.
         spec = task.model()
         model = keras_model.build_model(spec, cell.hp.weight_decay)
         model.set_weights(keras_model.to_keras(spec, weights))
@@ -216,13 +217,14 @@ class KerasBackend(Backend):
 
 
 def describe_layer(layer: Any) -> str:
-    """One Keras layer as its class and the arguments that matter here, e.g. Dense(128, relu)."""
-    config = layer.get_config()
-    args = [str(config[k]) for k in ("units", "filters") if k in config]
-    args += [f"{config[k][0]}x{config[k][1]}" for k in ("kernel_size", "pool_size") if k in config]
-    if config.get("activation") not in (None, "linear"):
-        args.append(str(config["activation"]))
-    if config.get("return_sequences"):
+    """One Keras layer as its class and the arguments that matter here, e.g. Dense(128, relu). Read off
+    the layer's attributes: `get_config()` would import TensorFlow into every engine's process."""
+    args = [str(getattr(layer, k)) for k in ("units", "filters") if hasattr(layer, k)]
+    args += ["x".join(map(str, getattr(layer, k))) for k in ("kernel_size", "pool_size") if hasattr(layer, k)]
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if activation not in (None, "linear"):
+        args.append(activation)
+    if getattr(layer, "return_sequences", False):
         args.append("sequences")
     return f"{type(layer).__name__}({', '.join(args)})" if args else type(layer).__name__
 
@@ -373,12 +375,24 @@ class KerasTorch(KerasBackend):
     name = "keras-torch"
     engine = "torch"
     native = TorchBackend
-    compiled_text = ("torch.compile of Keras's train step (default mode; dynamo breaks the graph at loss.backward(), "
-                     "so the update is a graph of its own)")
+    compiled_text = ("torch.compile of Keras's train step, default mode: dynamo breaks the graph at loss.backward(), "
+                     "so forward and loss are one graph (its backward compiled with it), the optimizer update and "
+                     "metrics another; Keras's foreach SGD update does not trace and runs eagerly")
     sync_text = "torch.cuda.synchronize on a GPU; CPU ops return when done"
 
     def configure(self, cell: Cell) -> dict[str, str]:
         return {**super().configure(cell), "KERAS_TORCH_DEVICE": cell.device}
+
+    def build(self, task: Task, cell: Cell, data: Dataset, weights: Weights) -> KerasState:
+        state = super().build(task, cell, data, weights)
+        if cell.mode == "compiled" and cell.device == "cpu":
+            # As the torch backend does: inductor's one-time C++ toolchain work (and its compile workers'
+            # start) at setup, so that the first epoch's compile is this model's, as it is for torch.
+            from backends.torch_train import cpu_vec_isa, prepare_cpu_toolchain
+
+            state.facts["inductor_toolchain_s"] = prepare_cpu_toolchain()
+            state.facts["inductor_vec_isa"] = cpu_vec_isa()
+        return state
 
     def import_engine(self, cell: Cell) -> None:
         super().import_engine(cell)

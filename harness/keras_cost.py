@@ -86,8 +86,10 @@ def _number(value: Any) -> float | None:
 
 
 def _ratio(a: Any, b: Any) -> float | None:
+    """a / b; none where b is not positive or a is negative (a first-epoch excess below zero is noise, not a
+    compile time)."""
     a, b = _number(a), _number(b)
-    return a / b if a is not None and b is not None and b > 0 else None
+    return a / b if a is not None and b is not None and a >= 0 and b > 0 else None
 
 
 def fmt_ratio(value: Any) -> str:

@@ -103,10 +103,14 @@ def test_compile_time_uses_one_measure_for_both_sides():
     assert without["compile_measure"].isna().all() and without["compile_ratio"].isna().all()
 
 
-def test_no_ratio_over_a_zero_or_missing_native_time():
+def test_no_ratio_over_a_zero_or_missing_native_time_or_of_a_negative_excess():
     table = keras_cost(summary_of(record("keras-torch", 2.0, 0.0, mode="eager"), record("torch", None, 0.0, mode="eager")))
     row = table.iloc[0]
     assert pd.isna(row["epoch_ratio"]) and pd.isna(row["compile_ratio"])  # one-epoch runs: no steady epoch
+    table = report.summary(pd.DataFrame([record("keras-torch", 2.0), record("torch", 1.0)]))
+    table["first_epoch_excess_s"] = [-0.05, 0.1]  # the first epoch came out faster than the steady one
+    row = keras_cost(table).iloc[0]
+    assert row["keras_compile_s"] == -0.05 and pd.isna(row["compile_ratio"])
 
 
 def test_formatted_rows():
