@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "backends.torch_backend",
     "backends.tf_backend",
     "backends.jax_backend",
+    "backends.keras_backend",
 )
 
 

@@ -172,9 +172,11 @@ def numpy_site(tmp_path_factory) -> Path:
 
 
 def conformance(backend: str, tmp_path: Path, *modules: str, site: Path | None = None,
-                timeout: float = 600) -> tuple[int, dict[str, str], str]:
-    """Run the suite (or some of its modules) in a fresh pytest; returns exit code, outcome per test, output."""
+                timeout: float = 600, select: str | None = None) -> tuple[int, dict[str, str], str]:
+    """Run the suite (or some of its modules; `select`: a pytest -k expression) in a fresh pytest; returns
+    exit code, outcome per test, output."""
     targets = [f"harness.conformance.{m}" for m in modules] or ["harness.conformance"]
+    targets += ["-k", select] if select else []
     report = tmp_path / f"conformance-{len(list(tmp_path.glob('conformance-*')))}.xml"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*([str(site)] if site else []), str(REPO), str(EXAMPLE)])
@@ -267,7 +269,7 @@ FULL_ENV = "BENCH_CONFORMANCE_BUILTINS"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax", "keras-tensorflow", "keras-jax", "keras-torch"])
 def test_builtin_backend_conforms(backend, tmp_path):
     """The contract checks always (seconds); the whole suite with BENCH_CONFORMANCE_BUILTINS=1 (minutes each)."""
     from harness.registry import build_registry
@@ -298,3 +300,20 @@ def test_an_empty_module_name_fails_the_contract(numpy_site, tmp_path):
     assert code == 1, output
     assert failed(outcomes) == {"test_name_module_and_distributions", "test_is_available_with_a_version"}, output
     assert "cannot look for module ''" in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["keras-tensorflow", "keras-jax", "keras-torch"])
+def test_keras_backend_maps_weights_and_follows_every_update_rule(backend, tmp_path):
+    """Always, for the Keras backends, whose layouts and optimizers are mapped onto Keras's own: every task's
+    weights round-trip and give the float64 reference's loss and outputs, and each optimizer follows its rule
+    (coupled weight decay, the harness's batch order) over six fit steps; eager mode, to keep it to seconds."""
+    from harness.registry import build_registry
+
+    registry, _ = build_registry()
+    if backend not in registry.backends or not registry.backends[backend].availability().ok:
+        pytest.skip(f"{backend} is not available here")
+    code, outcomes, output = conformance(backend, tmp_path, "test_weights", "test_optimizers", select="eager")
+    assert code == 0, output
+    assert not failed(outcomes)
+    assert sum(o == "passed" for o in outcomes.values()) == 4 * 3 + 5, output

@@ -1,6 +1,7 @@
 """The three frameworks at parity: from the task's initial weights, torch, tensorflow and jax compute the same
 initial loss (1e-5 relative) on every task, and after one epoch in the same batch order their test accuracies
-agree within half a percentage point. One `bench run` of the three backends, each cell in its own process."""
+agree within half a percentage point. One `bench run` of the three backends, each cell in its own process;
+another of the three Keras backends on the MLP, which must agree with them the same way."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from harness import results
 from tests.conftest import bench
 
 BACKENDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
+KERAS = ("keras-tensorflow", "keras-jax", "keras-torch")
 MNIST = ("mnist_mlp", "mnist_cnn", "mnist_lstm")
 # A subset keeps the eager LSTM of JAX (op by op) to seconds; 48 steps of Adam is well past the first
 # few where rounding could flip many predictions.
@@ -33,6 +35,30 @@ def one_epoch(tmp_path_factory):
     df = results.load(root=out)
     assert set(df["status"]) == {"ok"} and len(df) == len(BACKENDS) * 4
     return df.set_index(["task", "backend"])
+
+
+@pytest.fixture(scope="module")
+def keras_one_epoch(tmp_path_factory):
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("the Keras backends need keras installed")
+    out = tmp_path_factory.mktemp("parity-keras")
+    env = dict(os.environ, BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    done = bench("run", "--backend", ",".join(KERAS), "--task", "mnist_mlp", "--mode", "eager", "--quick",
+                 "--train-size", str(TRAIN), "--test-size", str(TEST), "--out", str(out), env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    df = results.load(root=out)
+    assert set(df["status"]) == {"ok"} and len(df) == len(KERAS)
+    return df.set_index(["task", "backend"])
+
+
+def test_keras_and_native_backends_agree_after_one_epoch_of_the_mlp(one_epoch, keras_one_epoch):
+    both = [one_epoch.loc[("mnist_mlp", b)] for b in BACKENDS] + [keras_one_epoch.loc[("mnist_mlp", b)] for b in KERAS]
+    accuracy = {row.name[1]: row.metric_value for row in both}
+    assert max(accuracy.values()) - min(accuracy.values()) <= 0.005, accuracy
+    assert min(accuracy.values()) > 0.5, accuracy
+    losses = {row.name[1]: row.initial_loss for row in both}
+    for a, b in itertools.combinations(losses, 2):
+        assert losses[a] == pytest.approx(losses[b], rel=1e-5), losses
 
 
 @pytest.mark.parametrize("task", ["linear_regression", *MNIST])

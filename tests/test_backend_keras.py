@@ -1,0 +1,205 @@
+"""The Keras 3 backends: declared without importing Keras or an engine, each engine chosen per cell with the
+native backend's settings, Keras's own reason when it won't compile a model, compile time measured, and
+dashed backend names through cell ids, summaries and comparisons. Conformance (weights, reference loss,
+update rules) is in test_conformance.py, accuracy parity with the native backends in test_parity.py."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from backends.jax_backend import JaxBackend
+from backends.keras_backend import KerasJax, KerasTensorFlow, KerasTorch
+from backends.tf_backend import TensorFlowBackend
+from backends.torch_backend import TorchBackend
+from harness import compare, report, results
+from harness.api import Availability, Cell
+from harness.conformance.test_contract import NAME
+from harness.registry import build_registry, class_ref
+from harness.runner import make_record
+from tasks.linear_regression import LinearRegression
+from tasks.mnist_tasks import MnistLSTM, MnistMLP
+from tests.conftest import REPO
+
+KERAS = {"keras-tensorflow": KerasTensorFlow, "keras-jax": KerasJax, "keras-torch": KerasTorch}
+NATIVE = {"keras-tensorflow": TensorFlowBackend, "keras-jax": JaxBackend, "keras-torch": TorchBackend}
+
+
+def make_cell(backend, task_cls, mode="compiled", device="cpu", precision="fp32", **kw) -> Cell:
+    return Cell(backend.name, task_cls.name, mode, device, task_cls().hyperparams(epochs=1), precision=precision,
+                backend_ref=class_ref(backend), task_ref=class_ref(task_cls), **kw)
+
+
+# -- declared in the parent process ------------------------------------------------------------
+
+def test_class_methods_import_neither_keras_nor_an_engine():
+    code = textwrap.dedent("""
+        import json, sys
+        from backends.keras_backend import KerasJax, KerasTensorFlow, KerasTorch
+        from harness.api import Cell
+        from tasks.builtin import bench_tasks
+        for cls in (KerasJax, KerasTensorFlow, KerasTorch):
+            cls.availability(); cls.version()
+            for task in bench_tasks():
+                for mode in cls.modes:
+                    cls.unsupported_reason(task(), Cell(cls.name, task.name, mode, "cuda", task.defaults))
+        print(json.dumps([m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+def test_registered_as_builtins_under_their_engine_names():
+    registry, _ = build_registry()
+    for name, cls in KERAS.items():
+        assert registry.backends[name] is cls and NAME.match(name)
+        assert cls.native is NATIVE[name] and name == f"keras-{cls.engine}"
+
+
+def test_available_only_when_keras_and_the_engine_are_installed(monkeypatch):
+    if not all(cls.availability().ok for cls in KERAS.values()):
+        pytest.skip("Keras or one of its engines is not installed here")
+    monkeypatch.setattr(TorchBackend, "availability", classmethod(lambda cls: Availability(False, None, "torch is not installed")))
+    torchless = KerasTorch.availability()
+    assert not torchless.ok and "torch" in torchless.reason and "Keras is installed" in torchless.reason
+    assert KerasJax.availability().ok and KerasJax.availability().version == importlib.metadata.version("keras")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "keras" else real_find_spec(name, *a))
+    for cls in KERAS.values():
+        assert not cls.availability().ok and "keras is not installed" in cls.availability().reason
+
+
+@pytest.mark.parametrize("name", KERAS)
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_each_cell_selects_its_engine_with_the_native_backends_settings(name, device):
+    backend = KERAS[name]
+    cell = make_cell(backend, MnistMLP, device=device, threads=1)
+    env = backend().configure(cell)
+    assert env["KERAS_BACKEND"] == backend.engine
+    native = NATIVE[name]().configure(cell)
+    assert {k: env[k] for k in native} == native  # threads, log level, preallocation: as for the native backend
+    if name == "keras-torch":
+        assert env["KERAS_TORCH_DEVICE"] == device
+    if device == "cuda" and name == "keras-jax":
+        assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    if device == "cuda" and name == "keras-tensorflow":
+        assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
+@pytest.mark.parametrize("name", KERAS)
+def test_fp32_only_and_keras_own_reason_for_a_gpu_lstm_on_tensorflow(name):
+    backend = KERAS[name]
+    for precision in ("tf32", "bf16"):
+        assert "precision" in backend.unsupported_reason(MnistMLP(), make_cell(backend, MnistMLP, precision=precision))
+    lstm = backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM, device="cuda"))
+    if name == "keras-tensorflow":
+        assert "Model doesn't support `jit_compile=True`" in lstm
+        assert backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM, mode="eager", device="cuda")) is None
+    else:
+        assert lstm is None
+    assert backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM)) is None
+
+
+# -- in a worker, on the JAX engine (the quickest to import) ------------------------------------
+
+PROBE = """
+import json, sys
+from backends.keras_backend import KerasJax
+from harness.api import Cell
+from harness.registry import class_ref
+from harness.worker import run_cell
+from tasks.linear_regression import LinearRegression
+from tasks.mnist_tasks import MnistMLP
+
+def cell(task_cls, mode):
+    return Cell("keras-jax", task_cls.name, mode, "cpu", task_cls().hyperparams(epochs=1), train_size=256,
+                test_size=64, threads=1, latency_steps=0, backend_ref=class_ref(KerasJax), task_ref=class_ref(task_cls))
+
+out = {"compiled": run_cell(cell(LinearRegression, "compiled")), "eager": run_cell(cell(LinearRegression, "eager"))}
+out["imported"] = sorted(m for m in ("tensorflow", "torch") if m in sys.modules)
+from backends import keras_model
+build = keras_model.build_model
+
+def refusing(spec, weight_decay):  # a model with a layer Keras may not jit-compile
+    model = build(spec, weight_decay)
+    model.layers[-1].supports_jit = False
+    return model
+
+keras_model.build_model = refusing
+out["refused"] = run_cell(cell(MnistMLP, "compiled"))
+print("PROBE" + json.dumps(out, default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def jax_probe() -> dict:
+    if not KerasJax.availability().ok:
+        pytest.skip(KerasJax.availability().reason)
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("PROBE")]
+    assert lines, out.stdout[-2000:] + out.stderr[-4000:]
+    return json.loads(lines[-1][len("PROBE"):])
+
+
+def test_a_model_keras_will_not_compile_is_skipped_with_keras_reason(jax_probe):
+    refused = jax_probe["refused"]
+    assert refused["status"] == "skipped", refused
+    assert "Model doesn't support `jit_compile=True`" in refused["message"]
+
+
+def test_a_cell_on_one_engine_imports_no_other(jax_probe):
+    """keras.utils.set_random_seed and Layer.get_config import TensorFlow whenever it is installed: its import
+    and runtime start would be charged to a keras-jax or keras-torch cell (a 0.6 s stall in the epoch after
+    torch.compile was one)."""
+    assert jax_probe["imported"] == []
+
+
+def test_compile_time_is_what_jax_reports_during_training(jax_probe):
+    compiled, eager = jax_probe["compiled"], jax_probe["eager"]
+    assert compiled["status"] == "ok" and eager["status"] == "ok"
+    assert "jax.monitoring" in compiled["compile_source"]
+    # compiled while training only, so within the first epoch (which traced and compiled the step)
+    assert 0 < compiled["compile_s"] <= compiled["epoch_s"][0]
+    assert compiled["details"]["mode"].startswith("jit_compile=True") and "jax.jit" in compiled["details"]["mode"]
+    assert eager["details"]["mode"].startswith("run_eagerly=True")
+    assert "PyDataset" in eager["details"]["feeding"] and "shuffle=False" in eager["details"]["fit"]
+
+
+# -- dashed names: nothing splits a cell id on '-' ------------------------------------------------
+
+def _records(backends: tuple[str, ...], lr: float) -> pd.DataFrame:
+    rows = []
+    for backend in backends:
+        for repeat, seconds in enumerate((1.0, 1.2, 1.1)):
+            cell = Cell(backend, "mnist_mlp", "eager", "cpu", MnistMLP().hyperparams(lr=lr), repeat=repeat)
+            values = {"status": "ok", "train_s": seconds * (2 if backend.startswith("keras") else 1),
+                      "steady_epoch_s": seconds}
+            rows.append(results.flatten(make_record("run", cell, {}, values, "1")))
+    return pd.DataFrame(rows)
+
+
+def test_dashed_backend_names_keep_their_configurations_apart():
+    df = _records(("keras-jax", "jax"), lr=1e-5)  # "lr1e-05": a '-' inside a field too
+    assert df["cell_id"].iloc[0] == "keras-jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0-r0"
+    s = report.summary(df)
+    assert sorted(s["backend"]) == ["jax", "keras-jax"] and list(s["repeats"]) == [3, 3]
+    assert set(s["config"]) == {"jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0",
+                                "keras-jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0"}
+
+
+def test_a_dashed_backend_pairs_with_another_when_backends_are_ignored():
+    df = _records(("keras-jax", "jax"), lr=1e-3)
+    a = compare.Side("jax", df[df["backend"] == "jax"])
+    b = compare.Side("keras-jax", df[df["backend"] == "keras-jax"])
+    table = compare.compare(a, b, metric="train_s", ignore_backend=True)
+    assert len(table) == 1 and table.iloc[0]["config"] == "mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr0.001-s0"
+    assert table.iloc[0]["ratio"] == pytest.approx(2.0)
