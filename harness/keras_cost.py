@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report import fmt_seconds, missing
+from harness.report_format import fmt_seconds, missing
 
 NATIVE = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
 # What must be equal for two rows to be the same workload on the same machine.

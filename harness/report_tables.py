@@ -42,7 +42,21 @@ class Section:
 
 
 # Builders of sections other modules contribute: (records, summary) -> Section | None.
-EXTRA_SECTIONS: list[Callable[[pd.DataFrame, pd.DataFrame], "Section | None"]] = []
+def keras_cost_section(df: pd.DataFrame, s: pd.DataFrame) -> "Section | None":
+    """Each Keras engine against the native backend on that engine, where both ran (harness.keras_cost)."""
+    from harness.keras_cost import keras_cost, keras_cost_rows
+
+    header, rows = keras_cost_rows(keras_cost(s))
+    if not rows:
+        return None
+    return Section("Keras cost (Keras backend / native backend on the same engine)", header, rows,
+                   note="epoch: median steady epoch; ×: Keras over native, above 1 is what writing the model in "
+                        "Keras costs; compile: the framework's own figure where both report one, else both "
+                        "first-epoch excesses (no ratio for a negative excess)",
+                   names=frozenset({0, 1, 2, 3}), numeric=frozenset(range(4, 10)), wrap=frozenset({10}))
+
+
+EXTRA_SECTIONS: list[Callable[[pd.DataFrame, pd.DataFrame], "Section | None"]] = [keras_cost_section]
 
 
 # -- the results table ---------------------------------------------------------------------

@@ -17,7 +17,8 @@ def record(backend: str, steady: float | None, compile_s: float | None = None, r
            status: str = "ok", task: str = "mnist_mlp", mode: str = "compiled", batch: int = 128,
            env: dict | None = None, repeat: int = 0) -> dict:
     cell = Cell(backend, task, mode, "cpu", Hyperparams(batch_size=batch, epochs=3), repeat=repeat)
-    values = {"status": status, "steady_epoch_s": steady, "compile_s": compile_s, "train_s": 1.0}
+    values = {"status": status, "steady_epoch_s": steady, "compile_s": compile_s, "train_s": 1.0,
+              "compile_source": None if compile_s is None else "the framework's own counter"}
     return results.flatten(make_record(run, cell, env or CPU, values, "1.0"))
 
 
@@ -122,3 +123,12 @@ def test_formatted_rows():
 def test_an_empty_summary_gives_an_empty_table():
     assert list(keras_cost(report.summary(results.load([], root="."))).columns) == COLUMNS
     assert keras_cost_rows(keras_cost(pd.DataFrame())) == (keras_cost_rows(keras_cost(pd.DataFrame()))[0], [])
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "html"])
+def test_bench_report_shows_the_keras_cost_in_every_format(fmt):
+    df = pd.DataFrame([record("keras-jax", 3.0, 2.0), record("jax", 1.0, 0.5), record("torch", 2.0, 3.0)])
+    text = report.render(df, fmt, width=120)
+    assert "Keras cost" in text and "3.00×" in text  # keras-jax over jax; keras-torch did not run: no torch row
+    alone = report.render(pd.DataFrame([record("jax", 1.0, 0.5)]), fmt, width=120)
+    assert "Keras cost" not in alone
