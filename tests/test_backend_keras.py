@@ -21,7 +21,7 @@ from backends.tf_backend import TensorFlowBackend
 from backends.torch_backend import TorchBackend
 from harness import compare, report, results
 from harness.api import Availability, Cell
-from harness.conformance.test_contract import NAME
+from harness.api import name_problem
 from harness.registry import build_registry, class_ref
 from harness.runner import make_record
 from tasks.linear_regression import LinearRegression
@@ -60,7 +60,7 @@ def test_class_methods_import_neither_keras_nor_an_engine():
 def test_registered_as_builtins_under_their_engine_names():
     registry, _ = build_registry()
     for name, cls in KERAS.items():
-        assert registry.backends[name] is cls and NAME.match(name)
+        assert registry.backends[name] is cls and name_problem(name) is None
         assert cls.native is NATIVE[name] and name == f"keras-{cls.engine}"
 
 
