@@ -122,7 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="show results of earlier runs (reads result files only)")
     report.add_argument("runs", nargs="*", metavar="RUN",
-                        help="run ids, run folders, records files or 'latest' (default: the latest run)")
+                        help="run ids, run folders, records files or 'latest' (default: 'latest', the newest run by start "
+                             "time that is not a committed results/reference-* run)")
     report.add_argument("--format", default="table",
                         help="table (default), md (GitHub Markdown), csv, json, or html (one self-contained page "
                              "with plots)")
