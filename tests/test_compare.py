@@ -10,12 +10,12 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
 from harness import compare, results
 from harness.cli import main
+from benchmarks.repeats_needed import gate_outcome, simulate, spreads, synthetic_side
 from tests.conftest import bench
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -66,13 +66,6 @@ def test_swapping_the_runs_swaps_the_verdicts_and_inverts_the_ratios():
 
 # -- the statistics on synthetic samples -----------------------------------------------------
 
-def _records(label: str, values: list[float], metric: str = "steady_epoch_s") -> compare.Side:
-    rows = [{"cell_id": f"x-linear_regression-eager-cpu-r{i}", "backend": "x", "task": "linear_regression",
-             "mode": "eager", "device": "cpu", "precision": "fp32", "optimizer": "sgd", "batch_size": 32,
-             "status": "ok", "message": "", metric: v} for i, v in enumerate(values)]
-    return compare.Side(label, pd.DataFrame(rows))
-
-
 def _run_like(rng: np.random.Generator, scale: float, repeats: int, between: float) -> list[float]:
     """steady_epoch_s of `repeats` processes: each process has its own speed (`between`: the spread between
     processes, as on a drifting VM), each epoch 3% noise; the value is the median of 4 steady epochs, as the
@@ -84,15 +77,10 @@ def _run_like(rng: np.random.Generator, scale: float, repeats: int, between: flo
     return out
 
 
-def _gate(a: list[float], b: list[float], fail_above: float = 1.10) -> str:
-    table = compare.compare(_records("a", a), _records("b", b))
-    failing, undecided = compare.gate(table, fail_above)
-    return "fail" if len(failing) else "undecided" if len(undecided) else "pass"
-
-
 def _outcomes(first_seed: int, scale: float, repeats: int, between: float) -> list[str]:
     rngs = (np.random.default_rng(first_seed + i) for i in range(20))
-    return [_gate(_run_like(rng, 1.0, repeats, between), _run_like(rng, scale, repeats, between)) for rng in rngs]
+    return [gate_outcome(_run_like(rng, 1.0, repeats, between), _run_like(rng, scale, repeats, between), 1.10)
+            for rng in rngs]
 
 
 def test_no_change_raises_at_most_one_false_alarm_in_twenty_seeded_pairs():
@@ -115,20 +103,20 @@ def test_the_gate_decides_no_change_and_a_25_percent_slowdown_on_a_quiet_machine
     ([2.0, 2.0], [1.0, 1.0], "faster", ""),
 ])
 def test_verdicts_on_small_samples(a, b, verdict, note):
-    row = compare.compare(_records("a", a), _records("b", b)).iloc[0]
+    row = compare.compare(synthetic_side("a", a), synthetic_side("b", b)).iloc[0]
     assert row.verdict == verdict and row.note.startswith(note), (row.verdict, row.note)
 
 
 def test_one_epoch_cells_are_inconclusive_and_say_what_would_decide():
     one_epoch = [None, None, None]
-    row = compare.compare(_records("a", one_epoch), _records("b", one_epoch)).iloc[0]
+    row = compare.compare(synthetic_side("a", one_epoch), synthetic_side("b", one_epoch)).iloc[0]
     assert row.verdict == "inconclusive" and "--epochs 3 --repeat 3" in row.note
-    failing, undecided = compare.gate(compare.compare(_records("a", one_epoch), _records("b", one_epoch)), 1.1)
+    failing, undecided = compare.gate(compare.compare(synthetic_side("a", one_epoch), synthetic_side("b", one_epoch)), 1.1)
     assert (len(failing), len(undecided)) == (0, 1)
 
 
 def test_milliseconds_metrics_are_shown_as_milliseconds():
-    table = compare.compare(_records("a", [12.0, 12.5], "step_ms_p50"), _records("b", [12.1, 12.2], "step_ms_p50"),
+    table = compare.compare(synthetic_side("a", [12.0, 12.5], "step_ms_p50"), synthetic_side("b", [12.1, 12.2], "step_ms_p50"),
                             metric="step_ms_p50")
     header, rows = compare.display(table, "step_ms_p50")
     assert rows[0][header.index("A")] == "12.2 ms"
@@ -299,3 +287,14 @@ def test_gate_on_real_runs_fails_a_25_percent_slowdown_and_passes_no_change(plug
                   env=env)
     assert short.returncode == 3, short.stderr
     assert json.loads(short.stdout)["cells"][0]["verdict"] == "inconclusive"
+
+
+def test_repeats_needed_reads_the_spread_between_processes_and_simulates_the_gate():
+    table = spreads(results.load([A]), "steady_epoch_s")
+    eager = table[table.index.str.startswith("fake-mnist_mlp-eager")].iloc[0]
+    logs = np.log(_steady(A, "mnist_mlp", "eager"))
+    assert eager.repeats == len(logs) and eager.sd_log == pytest.approx(np.std(logs, ddof=1))
+    quiet_same, quiet_slow = (simulate(0.01, 5, scale, 1.10, trials=40, seed=1) for scale in (1.0, 1.25))
+    assert quiet_same["pass"] >= 0.9 and quiet_slow["fail"] >= 0.9
+    noisy_slow = simulate(0.5, 3, 1.25, 1.10, trials=40, seed=1)  # far noisier than the slowdown: never decided
+    assert noisy_slow["fail"] <= 0.1 and noisy_slow["undecided"] >= 0.9
