@@ -66,12 +66,13 @@ def _dropped(widths: list[int], width: int, drop: list[int]) -> int | None:
 def fit(header: list[str], rows: list[list[str]], wrap: frozenset[int], width: int,
         drop: list[int]) -> tuple[list[int], dict[int, int]] | None:
     """Columns to keep and their widths so the table fits `width`, dropping columns in the order `drop`;
-    words wrap rather than lose more than one further column. None when nothing fits."""
+    a row stays on one line wherever dropping columns can make it fit; words wrap only where it cannot.
+    None when nothing fits."""
     natural, minimum = _widths(header, rows, wrap)
     wrapped, unwrapped = _dropped(minimum, width, drop), _dropped(natural, width, drop)
     if wrapped is None:
         return None
-    n = unwrapped if unwrapped is not None and unwrapped <= wrapped + 1 else wrapped
+    n = unwrapped if unwrapped is not None else wrapped
     kept = [i for i in range(len(header)) if i not in drop[:n]]
     widths = {i: minimum[i] for i in kept}
     spare = width - sum(widths.values()) - _overhead(len(kept))

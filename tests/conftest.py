@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    # Tests interrupt bench with SIGINT and SIGHUP. A test run started in the background or under nohup
+    # inherits those signals ignored, and exec keeps them ignored in every child, so no bench started
+    # here could be interrupted: give the children the defaults a terminal gives.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -82,6 +93,23 @@ def fake_plugin(plugin_site) -> PluginSite:
     """The tiny NumPy fake backend installed as a third-party package 'bench-fake'."""
     plugin_site.install("bench-fake", "bench_fake", FAKE_PLUGIN, {"fake": "bench_fake"})
     return plugin_site
+
+
+@pytest.fixture
+def spawn():
+    """subprocess.Popen for a test that signals a bench run: whatever the test's outcome, a run still
+    going at teardown is killed, so a failed test cannot leave a hanging cell to every later test."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args, **kwargs) -> subprocess.Popen:
+        started.append(subprocess.Popen(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

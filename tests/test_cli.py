@@ -151,7 +151,7 @@ def test_bad_backend_environment_variable_stops_a_resume_too(tmp_path, capsys, m
     assert sorted(p.name for p in state.run_dir.iterdir()) == before  # nothing run, nothing written
 
 
-def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path):
+def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path, spawn):
     # A budgeted session (benchmarks/gpu/run.sh) must not be held hostage by one cell longer than its budget.
     import signal
     import subprocess
@@ -162,7 +162,7 @@ def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path):
 
     out = tmp_path / "results"
     args = ["run", "--backend", "faulty", "--task", "linear_regression", "--mode", "hang", "--epochs", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(out)], cwd=REPO,
+    proc = spawn([sys.executable, "-m", "harness", *args, "--out", str(out)], cwd=REPO,
                             env=fake_plugin.env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in proc.stderr:
         if "hang cpu: starting" in line:

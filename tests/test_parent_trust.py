@@ -199,9 +199,9 @@ HANG_RUN = ["run", "--backend", "fake,faulty", "--task", "linear_regression", "-
             "--epochs", "1", "--timeout", "120"]
 
 
-def _start_and_wait_for_hang(site, tag, tmp: Path, out: Path) -> subprocess.Popen:
+def _start_and_wait_for_hang(spawn, site, tag, tmp: Path, out: Path) -> subprocess.Popen:
     env = _env(site, tag, TMPDIR=str(tmp))
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *HANG_RUN, "--out", str(out)], cwd=REPO, env=env,
+    proc = spawn([sys.executable, "-m", "harness", *HANG_RUN, "--out", str(out)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "faulty linear_regression hang cpu: starting" in line:
@@ -214,11 +214,11 @@ def _temporary_folders(tmp: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("bench-run-", "bench-cell-")))
 
 
-def test_killed_run_takes_its_worker_along_and_the_next_run_cleans_up(fake_plugin, tmp_path, tag):
+def test_killed_run_takes_its_worker_along_and_the_next_run_cleans_up(fake_plugin, tmp_path, tag, spawn):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "results"
-    proc = _start_and_wait_for_hang(fake_plugin, tag, tmp, out)
+    proc = _start_and_wait_for_hang(spawn, fake_plugin, tag, tmp, out)
     assert tagged(tag), "the hanging cell should be running"
     proc.kill()  # SIGKILL: bench run can clean nothing up itself
     proc.wait(timeout=30)
@@ -230,10 +230,10 @@ def test_killed_run_takes_its_worker_along_and_the_next_run_cleans_up(fake_plugi
     assert _temporary_folders(tmp) == [], "the next run removes the stale temporary folders"
 
 
-def test_hangup_stops_the_run_cleanly_and_resumably(fake_plugin, tmp_path, tag):
+def test_hangup_stops_the_run_cleanly_and_resumably(fake_plugin, tmp_path, tag, spawn):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = _start_and_wait_for_hang(fake_plugin, tag, tmp, tmp_path / "results")
+    proc = _start_and_wait_for_hang(spawn, fake_plugin, tag, tmp, tmp_path / "results")
     proc.send_signal(signal.SIGHUP)  # the terminal was closed
     rest = proc.stderr.read()
     assert proc.wait(timeout=30) == 130, rest

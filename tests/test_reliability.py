@@ -56,9 +56,9 @@ SLOW_RUN = ["run", "--backend", "fake,faulty", "--task", "linear_regression", "-
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_mid_cell_then_resume_finishes_the_same_cells(signum, fake_plugin, tmp_path):
+def test_interrupt_mid_cell_then_resume_finishes_the_same_cells(signum, fake_plugin, tmp_path, spawn):
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *SLOW_RUN, "--out", str(out)], cwd=REPO,
+    proc = spawn([sys.executable, "-m", "harness", *SLOW_RUN, "--out", str(out)], cwd=REPO,
                             env=fake_plugin.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     for line in proc.stderr:  # wait until the slow cell (3 s of epochs) has started
