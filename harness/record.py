@@ -138,9 +138,14 @@ def plain(value: Any, depth: int = 0) -> Any:
 
     NaN and infinity become null (JSON has neither); NumPy values become Python ones; anything else becomes
     its printable text, so a result always serialises."""
-    if value is None or isinstance(value, bool):
+    kind = type(value)  # exact types first: records hold hundreds of thousands of plain values
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is str:
+        return one_line(value)
+    if kind is int or kind is bool or value is None:
         return value
-    if isinstance(value, int):
+    if isinstance(value, int):  # an int subclass (IntEnum, ...): saved as the plain number
         return int(value)
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
