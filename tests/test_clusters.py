@@ -248,7 +248,7 @@ def test_a_crash_a_hang_and_a_cancel_from_outside_get_their_statuses_and_the_res
 # -- Ctrl-C, then --resume --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["slurm", "ray"])
-def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, request, plugins, tmp_path):
+def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, request, plugins, tmp_path, spawn):
     if name == "slurm":
         conf = request.getfixturevalue("slurm_conf")
         env = _env(plugins, SLURM_CONF=conf)
@@ -260,20 +260,16 @@ def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, r
     out = tmp_path / "results"
     command = [sys.executable, "-m", "harness", "run", "--backend", "faulty", "--mode", "ok,slow", "--task",
                "linear_regression", "--repeat", "2", "--epochs", "3", *args, "--out", str(out)]
-    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            records = list(out.glob(f"*/{results.RECORDS}"))
-            if records and records[0].read_text().strip():
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)  # the next cell (3 s of training) is running, the last two are queued
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = spawn(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = list(out.glob(f"*/{results.RECORDS}"))
+        if records and records[0].read_text().strip():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # the next cell (3 s of training) is running, the last two are queued
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "continue with: bench run --resume" in err, err
     if name == "slurm":

@@ -244,12 +244,12 @@ def test_hangup_stops_the_run_cleanly_and_resumably(fake_plugin, tmp_path, tag, 
 
 # -- 8: one bench run per run folder ---------------------------------------------------------------
 
-def test_second_resume_of_a_run_in_progress_is_exit_2(fake_plugin, tmp_path, tag):
+def test_second_resume_of_a_run_in_progress_is_exit_2(fake_plugin, tmp_path, tag, spawn):
     out = tmp_path / "results"
     env = _env(fake_plugin, tag)
-    first = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backend", "faulty", "--mode", "hang",
-                              "--task", "linear_regression", "--timeout", "10", "--out", str(out)], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = spawn([sys.executable, "-m", "harness", "run", "--backend", "faulty", "--mode", "hang",
+                   "--task", "linear_regression", "--timeout", "10", "--out", str(out)], cwd=REPO, env=env,
+                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_id = None
     for line in first.stderr:
         run_id = run_id or (re.search(r"bench: run (\S+):", line) or [None, None])[1]
