@@ -11,6 +11,8 @@ declared in harness.record (SCHEMA here is its name -> description table).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import secrets
@@ -23,7 +25,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from harness import durable
-from harness.record import FAILED, SCHEMA, STATUSES, conform, plain, record_problem  # noqa: F401 (re-exported)
+from harness.record import FAILED, SCHEMA, STATUSES, conform, plain, plain_line, record_problem  # noqa: F401 (re-exported)
 from harness.safe_text import one_line
 
 SCHEMA_VERSION = 1
@@ -46,7 +48,7 @@ def utc_now() -> str:
 
 
 def record_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(plain(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    return (json.dumps(plain(record), sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n").encode()
 
 
 def append_record(run_dir: Path, record: dict[str, Any]) -> None:
@@ -83,6 +85,26 @@ class _Tally:
         return f"{path}: {self.many.format(count=self.count)}: lines {shown} (line {self.lines[0]}: {self.first})"
 
 
+_DECODE = json.JSONDecoder().decode
+try:  # three times the standard library's speed on a sweep's records; machines without it read them slower
+    from orjson import loads as _fast_loads
+except ImportError:
+    _fast_loads = None
+
+
+@contextlib.contextmanager
+def _no_cycle_collection():
+    """Decoded records and their rows hold no reference cycles, yet building 10,000 of them sets off the
+    cycle collector again and again over everything built so far (a fifth of a 10,000-record load)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """All usable records of one records file, and at most two summary lines about the rest: lines
     skipped (not JSON, cut short, not a record) and records kept with fields of the wrong kind nulled.
@@ -94,26 +116,34 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     records = []
     skipped = _Tally("{reason}, skipped", "{count} lines skipped")
     nulled = _Tally("record kept, {reason}", "{count} records kept with fields of the wrong kind nulled")
-    decode = json.JSONDecoder().decode
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if raw[:1] != b"{" and raw.lstrip()[:1] != b"{":  # a record is an object: the cheap test first
-            if raw.strip():
-                skipped.add(number, "not a bench record (not a JSON object)")
-            continue
-        try:
-            record = decode(raw.decode("utf-8"))
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            skipped.add(number, "unreadable record (cut short or corrupt)")
-            continue
-        wrong = record_problem(record)
-        if wrong:
-            skipped.add(number, f"not a bench record ({wrong})")
-            continue
-        record, changed = conform(record)
-        if changed:
-            nulled.add(number, "; ".join(changed))
-        records.append(record)
+    with _no_cycle_collection():
+        for number, raw in enumerate(data.split(b"\n"), start=1):
+            record = _read_line(raw, number, skipped, nulled)
+            if record is not None:
+                records.append(record)
     return records, [t.summary(Path(path)) for t in (skipped, nulled) if t.count]
+
+
+def _read_line(raw: bytes, number: int, skipped: _Tally, nulled: _Tally) -> dict[str, Any] | None:
+    """One line as a record, or None (blank, or skipped and tallied)."""
+    if raw[:1] != b"{" and raw.lstrip()[:1] != b"{":  # a record is an object: the cheap test first
+        if raw.strip():
+            skipped.add(number, "not a bench record (not a JSON object)")
+        return None
+    is_plain = plain_line(raw)
+    try:
+        record = _fast_loads(raw) if is_plain and _fast_loads else _DECODE(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and orjson's errors are ValueErrors
+        skipped.add(number, "unreadable record (cut short or corrupt)")
+        return None
+    wrong = record_problem(record)
+    if wrong:
+        skipped.add(number, f"not a bench record ({wrong})")
+        return None
+    record, changed = conform(record, is_plain=is_plain)
+    if changed:
+        nulled.add(number, "; ".join(changed))
+    return record
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -230,15 +260,16 @@ def load(paths: Iterable[str | os.PathLike] | str | os.PathLike | None = None, r
             paths = [paths]
         sources = [_records_path(resolve(p, root)) for p in paths]
     rows, problems = [], []
-    for source in sources:
-        if not source.exists():
-            continue  # a run that has not finished a cell yet
-        records, bad = read_records(source)
-        rows += [flatten(r) for r in records]
-        problems += bad
+    with _no_cycle_collection():
+        for source in sources:
+            if not source.exists():
+                continue  # a run that has not finished a cell yet
+            records, bad = read_records(source)
+            rows += [flatten(r) for r in records]
+            problems += bad
+        df = pd.DataFrame(rows, columns=None if rows else list(SCHEMA))
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
-    df = pd.DataFrame(rows, columns=None if rows else list(SCHEMA))
     for column in SCHEMA:
         if column not in df.columns and column != "env":
             df[column] = None
