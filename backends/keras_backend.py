@@ -17,6 +17,7 @@ import contextlib
 import os
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -37,7 +38,7 @@ PYDATASET = ("keras.utils.PyDataset (backends/keras_feed.py): batch i = (x[order
 TF_DATA = ("tf.data (backends/keras_feed.py): Dataset.from_tensor_slices(order).map(gather from host tensors, "
            "num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE): Keras's own array pipeline with the harness's order in "
            "place of its permutation")
-FIT = "model.fit(batches, epochs=1, verbose=0, shuffle=False): one call per epoch, steps_per_execution=1, no callbacks"
+FIT = "model.fit(batches, epochs=1, verbose=0, shuffle=False): one call per epoch, steps_per_execution=1, no callbacks but a recompile_guard where details name one"
 
 
 @dataclass
@@ -178,8 +179,12 @@ class KerasBackend(Backend):
     def train_epoch(self, state: KerasState, order: np.ndarray) -> KerasState:
         feed = self.batches(state, order)  # built inside the timed epoch: part of what a Keras user pays
         with self.clock.training():
-            state.model.fit(feed, epochs=1, verbose=0, shuffle=False)
+            state.model.fit(feed, epochs=1, verbose=0, shuffle=False, callbacks=self.fit_callbacks(state))
         return state
+
+    def fit_callbacks(self, state: KerasState) -> list:
+        """bench's own callbacks for this epoch's fit (none: Keras adds only its History)."""
+        return []
 
     def inference(self) -> contextlib.AbstractContextManager:
         """Context for forward passes that train nothing."""
@@ -330,15 +335,35 @@ class KerasJax(KerasBackend):
         jax.config.update("jax_default_matmul_precision", "highest")
         clock = self.clock
 
+        self.compiles = 0
+
         def on_event(event: str, duration: float, **_: Any) -> None:
             if event in JAX_COMPILE_EVENTS:
                 clock.add(duration)
+            if event == JAX_COMPILE_EVENTS[-1]:
+                self.compiles += 1
 
         jax.monitoring.register_event_duration_secs_listener(on_event)
         self.jax = jax
         # What JaxBackend.device_problem reads (its own import_framework would also import optax and its
         # model code, which Keras does not use: that would be charged to keras-jax's import time).
         self.engine_backend.jax = jax
+
+    def fit_callbacks(self, state: KerasState) -> list:
+        if getattr(self, "guarded", False):
+            return []
+        self.guarded = True  # the first epoch only: later epochs are the conformance suite's to check
+        import keras
+
+        from backends.keras_recompile_guard import RecompileGuard
+
+        recurrent = Counter(type(layer).__name__ for layer in state.model.layers if isinstance(layer, keras.layers.RNN))
+        why = ("; under run_eagerly=True its " + ", ".join(f"{n} {kind}" for kind, n in recurrent.items())
+               + " layers run lax.scan over a new function on every call" if recurrent and not state.model.jit_compile
+               else "")
+        state.facts["recompile_guard"] = ("first epoch: the cell is skipped if XLA compiles on every one of "
+                                          "batches 3-12 (counted at each batch's start, no host sync)")
+        return [RecompileGuard(lambda: self.compiles, why)]
 
     def sync(self, state: KerasState) -> None:
         model = state.model

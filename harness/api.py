@@ -47,6 +47,12 @@ class DataError(Exception):
     """A task's data is missing or corrupt; the message says where it was looked for and how to fix it."""
 
 
+class SkipCell(Exception):
+    """Raised by a backend once its cell is running, when the cell turns out not to be measurable as bench
+    measures (e.g. the framework compiles again on every batch: there is no steady state to time). The cell
+    is recorded as skipped with the message as its reason; what it measured so far is dropped."""
+
+
 Weights = list[dict[str, np.ndarray]]
 """One dict per layer of the ModelSpec (empty for layers without parameters)."""
 

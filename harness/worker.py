@@ -39,12 +39,16 @@ def last_line(exc: BaseException) -> str:
 def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa: F821 (imported lazily)
     """Train one cell in this process and return the measured values with a status.
 
-    Any exception becomes status error (or oom); nothing escapes, so a caller
-    always gets a record.
+    SkipCell makes it skipped; any other exception becomes status error (or oom); nothing escapes, so a
+    caller always gets a record.
     """
+    from harness.api import SkipCell
+
     emit = emit or (lambda event: None)
     try:
         return _measure(cell, emit)
+    except SkipCell as exc:
+        return {"status": "skipped", "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - the cell's outcome, whatever it was
         import traceback
 

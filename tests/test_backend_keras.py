@@ -118,13 +118,17 @@ from harness.api import Cell
 from harness.registry import class_ref
 from harness.worker import run_cell
 from tasks.linear_regression import LinearRegression
-from tasks.mnist_tasks import MnistMLP
+from tasks.mnist_tasks import MnistLSTM, MnistMLP
 
-def cell(task_cls, mode):
-    return Cell("keras-jax", task_cls.name, mode, "cpu", task_cls().hyperparams(epochs=1), train_size=256,
+def cell(task_cls, mode, batches=None):
+    hp = task_cls().hyperparams(epochs=1)
+    return Cell("keras-jax", task_cls.name, mode, "cpu", hp, train_size=hp.batch_size * batches if batches else 256,
                 test_size=64, threads=1, latency_steps=0, backend_ref=class_ref(KerasJax), task_ref=class_ref(task_cls))
 
 out = {"compiled": run_cell(cell(LinearRegression, "compiled")), "eager": run_cell(cell(LinearRegression, "eager"))}
+# Past the recompile guard's last checked batch (the 12th): a model that compiles on every batch, and one that does not.
+out["lstm_eager"] = run_cell(cell(MnistLSTM, "eager", 13))
+out["mlp_eager"] = run_cell(cell(MnistMLP, "eager", 13))
 out["imported"] = sorted(m for m in ("tensorflow", "torch") if m in sys.modules)
 from backends import keras_model
 build = keras_model.build_model
@@ -154,6 +158,16 @@ def test_a_model_keras_will_not_compile_is_skipped_with_keras_reason(jax_probe):
     refused = jax_probe["refused"]
     assert refused["status"] == "skipped", refused
     assert "Model doesn't support `jit_compile=True`" in refused["message"]
+
+
+def test_a_model_that_compiles_on_every_batch_is_skipped_with_what_was_measured(jax_probe):
+    """Keras's JAX LSTM under run_eagerly=True compiles its scans anew on every batch and, over an epoch, ran
+    the reference run's process out of memory maps; an eager MLP compiles nothing after its second batch."""
+    lstm, mlp = jax_probe["lstm_eager"], jax_probe["mlp_eager"]
+    assert lstm["status"] == "skipped", lstm
+    assert "compiled XLA programs on every one of batches 3-12 (6 a batch)" in lstm["message"]
+    assert "3 LSTM layers run lax.scan" in lstm["message"]
+    assert mlp["status"] == "ok" and "recompile_guard" in mlp["details"], mlp
 
 
 def test_a_cell_on_one_engine_imports_no_other(jax_probe):
