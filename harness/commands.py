@@ -119,6 +119,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             _writable_root(run_dir)
             held = runs.lock(run_dir)
             state = runs.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
+            state.env = environment(plugins)  # this session's, for the records it makes; run.json keeps the first's
             if args.timeout is not None:
                 state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
                                  for p in state.planned]

@@ -48,12 +48,25 @@ def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa:
     try:
         return _measure(cell, emit)
     except SkipCell as exc:
-        return {"status": "skipped", "message": str(exc)}
+        return {"status": "skipped", "message": str(exc), "env": _environment(cell)}
     except Exception as exc:  # noqa: BLE001 - the cell's outcome, whatever it was
         import traceback
 
         traceback.print_exc()
-        return {"status": "oom" if _oom(exc) else "error", "message": last_line(exc)}
+        return {"status": "oom" if _oom(exc) else "error", "message": last_line(exc), "env": _environment(cell)}
+
+
+def _environment(cell: "Cell") -> dict[str, Any]:  # noqa: F821 (imported lazily)
+    """This process's machine and software, for a record of any outcome (a resumed run's cells may run on
+    another machine or commit than the run's first ones)."""
+    from harness import envinfo
+    from harness.registry import load_ref
+
+    try:
+        distributions = tuple(load_ref(cell.backend_ref).distributions)
+    except Exception:  # noqa: BLE001 - the backend that failed to load is this record's error already
+        distributions = ()
+    return envinfo.collect(distributions)
 
 
 def _measure(cell, emit: Emit) -> dict[str, Any]:
@@ -78,7 +91,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     _, import_s = phases.run(lambda: backend.import_framework(cell))
     problem = backend.device_problem(cell)
     if problem:
-        return {"status": "skipped", "message": problem, "import_s": import_s}
+        return {"status": "skipped", "message": problem, "import_s": import_s, "env": _environment(cell)}
 
     emit({"event": "phase", "phase": "load"})
     data, load_s = phases.run(lambda: task.load(cell.train_size, cell.test_size))

@@ -157,7 +157,7 @@ def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path, 
     import subprocess
     import sys
 
-    from harness import results
+    from harness import envinfo, results
     from tests.conftest import REPO
 
     out = tmp_path / "results"
@@ -171,7 +171,11 @@ def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path, 
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     (run_dir,) = results.run_dirs(out)
+    info = results.read_run(run_dir)
+    results.write_json_atomic(run_dir / results.RUN_FILE, {**info, "env": {**info["env"], "cpu_model": "earlier"}})
     resumed = bench("run", "--resume", run_dir.name, "--timeout", "2", "--out", str(out), env=fake_plugin.env())
     assert resumed.returncode == 1, resumed.stderr
     (record,) = results.read_records(run_dir / results.RECORDS)[0]
     assert (record["status"], record["message"]) == ("timeout", "no result within the 2 s timeout")
+    # No worker reported its environment: the record carries the resuming session's, not the run's first one.
+    assert record["env"]["cpu_model"] == envinfo.cpu_model() != "earlier"

@@ -58,6 +58,8 @@ def test_unsupported_layers_are_skipped_with_reason(registry, tmp_path):
 
 
 def test_crash_and_timeout_cells_are_recorded_and_others_unaffected(registry, tmp_path):
+    from harness import envinfo
+
     state, df = _run(registry, tmp_path, backends=["fake", "faulty"], modes=["eager", "ok", "raise", "hang"],
                      timeout_s=5)
     by_mode = {(r.backend, r.mode): r for r in df.itertuples()}
@@ -65,6 +67,7 @@ def test_crash_and_timeout_cells_are_recorded_and_others_unaffected(registry, tm
     assert by_mode[("faulty", "ok")].status == "ok"
     raised = by_mode[("faulty", "raise")]
     assert raised.status == "error"
+    assert raised.env_cpu_model == envinfo.cpu_model() != "test cpu"  # a failed cell's worker says where it ran too
     assert raised.message == "RuntimeError: second line of the message"
     assert "Traceback" in (state.run_dir / raised.log).read_text()
     hung = by_mode[("faulty", "hang")]
