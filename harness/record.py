@@ -4,7 +4,7 @@ The worker serialises its result with it, the parent validates what a worker sen
 builds every record with it and the results store checks what it reads with it. A record needs a
 cell_id and a known status; any other field of the wrong kind is nulled and named in the record's
 `warnings`, so a record is never dropped for one bad value. Every text in a record is printable
-(harness.safe_text.one_line). Standard library only: the worker imports this before any framework.
+and at most MAX_TEXT characters long (harness.safe_text). Standard library only: the worker imports this before any framework.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from harness.safe_text import one_line
+from harness.safe_text import MAX_TEXT, capped, one_line
 
 STATUSES = ("ok", "skipped", "error", "timeout", "diverged", "oom", "cancelled")
 FAILED = ("error", "timeout", "diverged", "oom", "cancelled")
@@ -135,8 +135,13 @@ SCHEMA: dict[str, str] = {c.name: c.description for c in COLUMNS}
 WORKER_COLUMNS = frozenset(c.name for c in COLUMNS if c.source == WORKER)
 
 
+def _text(text: str) -> str:
+    return capped(one_line(text))
+
+
 def plain(value: Any, depth: int = 0) -> Any:
-    """`value` as plain JSON (objects, lists, text, finite numbers, booleans, null) with every text printable.
+    """`value` as plain JSON (objects, lists, text, finite numbers, booleans, null) with every text printable
+    and capped at MAX_TEXT characters.
 
     NaN and infinity become null (JSON has neither); NumPy values become Python ones; anything else becomes
     its printable text, so a result always serialises."""
@@ -144,7 +149,7 @@ def plain(value: Any, depth: int = 0) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is str:
-        return one_line(value)
+        return _text(value)
     if kind is int or kind is bool or value is None:
         return value
     if isinstance(value, int):  # an int subclass (IntEnum, ...): saved as the plain number
@@ -152,17 +157,17 @@ def plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, str):
-        return one_line(value)
+        return _text(value)
     if depth >= MAX_DEPTH:
         return f"<{type(value).__name__} nested deeper than {MAX_DEPTH}>"
     if isinstance(value, dict):
-        return {one_line(str(k)): plain(v, depth + 1) for k, v in value.items()}
+        return {_text(str(k)): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v, depth + 1) for v in value]
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
         return plain(value.tolist(), depth + 1)
     try:
-        return one_line(str(value))
+        return _text(str(value))
     except Exception:  # noqa: BLE001 - a plugin's object whose __str__ fails is still recorded as something
         return f"<{type(value).__name__}>"
 
@@ -179,18 +184,21 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 def plain_line(raw: bytes) -> bool:
     """Whether a JSON line decodes to values plain() returns unchanged, the same with any conforming
     decoder, so a reader may decode it fast and skip re-sanitising: UTF-8 and printable, with no escape but
-    \\" and \\\\ (a \\u escape may hide a control character or a surrogate); outside its strings no
-    NaN/Infinity and no number that may overflow; nesting within MAX_DEPTH. Lines `bench run` writes pass;
-    False only costs time."""
+    \\" and \\\\ (a \\u escape may hide a control character or a surrogate), no text over MAX_TEXT; outside
+    its strings no NaN/Infinity and no number that may overflow; nesting within MAX_DEPTH. Lines `bench run`
+    writes pass; False only costs time."""
     try:
         if not raw.decode("utf-8").isprintable():
             return False
     except UnicodeDecodeError:
         return False
-    raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")  # escapes read left to right: pairs first
+    raw = raw.replace(b"\\\\", b"_").replace(b'\\"', b"_")  # escapes read left to right: pairs first
     if b"\\" in raw:
         return False
-    outside = b"".join(raw.split(b'"')[::2])  # with no escape left, every other quote opens a string
+    pieces = raw.split(b'"')  # with no escape left, every other quote opens a string
+    if len(raw) > MAX_TEXT and max(map(len, pieces[1::2]), default=0) > MAX_TEXT:
+        return False  # a text that may be too long (its UTF-8 bytes, an escape as one: never fewer than characters)
+    outside = b"".join(pieces[::2])
     if b"N" in outside or b"I" in outside:
         return False
     numbers = outside.translate(_NUMBER_SHAPES, b" ")
@@ -231,7 +239,7 @@ def conform(values: dict[str, Any], allowed: Iterable[str] | None = None,
     warnings: list[str] = []
     dropped = []
     for key, value in values.items():
-        name = key if is_plain else one_line(str(key))
+        name = key if is_plain else _text(str(key))
         column = BY_NAME.get(name)
         if allowed is not None and name not in allowed:
             dropped.append(name)

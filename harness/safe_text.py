@@ -25,6 +25,16 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+MAX_TEXT = 2000  # characters in one text of a record; bench's own longest is under 300
+CUT = f"… (cut: longer than {MAX_TEXT:,} characters)"
+
+
+def capped(text: str) -> str:
+    """`text` cut to at most MAX_TEXT characters, saying so: a plugin's megabyte exception message must not
+    become every report's page. Capped text is left as it is (the cut stays within MAX_TEXT)."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - len(CUT)] + CUT
+
+
 def csv_cell(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula, prefixed with a quote (OWASP); anything else as is."""
     if isinstance(value, str) and value.startswith(FORMULA_START):

@@ -48,6 +48,7 @@ def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa:
     try:
         return _measure(cell, emit)
     except SkipCell as exc:
+        print(f"skipped: {exc}", file=sys.stderr)  # in full in the cell's log; the record keeps MAX_TEXT
         return {"status": "skipped", "message": str(exc), "env": _environment(cell)}
     except Exception as exc:  # noqa: BLE001 - the cell's outcome, whatever it was
         import traceback
@@ -91,6 +92,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     _, import_s = phases.run(lambda: backend.import_framework(cell))
     problem = backend.device_problem(cell)
     if problem:
+        print(f"skipped: {problem}", file=sys.stderr)
         return {"status": "skipped", "message": problem, "import_s": import_s, "env": _environment(cell)}
 
     emit({"event": "phase", "phase": "load"})

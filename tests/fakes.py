@@ -99,7 +99,8 @@ FAULTS = ("raise", "exit", "segfault", "hang", "nan", "oom", "slow")
 # does one thing in the first epoch; the ones that write to the event pipe then hang, so a parent that
 # does not kill its worker leaves it running.
 PARENT_FAULTS = ("event_number", "event_list", "event_types", "result_types", "details_str", "peak_str",
-                 "surrogate", "escape", "formula", "daemon", "exit_helper", "spam", "big_result", "events")
+                 "surrogate", "escape", "formula", "daemon", "exit_helper", "spam", "big_result", "events",
+                 "long_message")
 EVENTS_ENV = "BENCH_FAULT_EVENTS"  # mode "events": these bytes (hex) go to the event pipe, then training goes on
 BAD_EVENTS = {
     "event_number": b"42\n",
@@ -111,6 +112,7 @@ ESCAPES = "\x1b[2J\x1b[31mred alert\x1b[0m\x07"
 FORMULA = '=HYPERLINK("http://example.invalid/x","click")'
 SPAM_BYTES = 50 * 2**20
 BIG_RESULT_BYTES = 4 * 2**20
+LONG_MESSAGE = "the start of a long message " + "x" * 2**20
 
 
 def _daemonize() -> None:
@@ -163,6 +165,8 @@ def inject(fault: str) -> None:
         raise FileNotFoundError("no data in " + os.fsdecode(b"data/\xff.bin"))
     if fault == "escape":
         raise RuntimeError(ESCAPES)
+    if fault == "long_message":
+        raise RuntimeError(LONG_MESSAGE)
     if fault == "daemon":
         _daemonize()
     if fault == "exit_helper":
@@ -192,8 +196,8 @@ class FaultyBackend(FakeBackend):
     def details(self, state):
         if self.fault == "details_str":
             return "compiled everything"
-        if self.fault == "big_result":
-            return {"blob": "x" * BIG_RESULT_BYTES}
+        if self.fault == "big_result":  # many texts: one is cut at MAX_TEXT characters
+            return {"blob": ["x" * 1024] * (BIG_RESULT_BYTES // 1024)}
         return {}
 
     def peak_device_mb(self, state):

@@ -10,7 +10,7 @@ from harness import record
 from harness.events import EVENTS
 
 HOSTILE = ["\x1b[2J\x1b[31m", "\udcff", "\ud800x", "=cmd|' /C calc'!A0", "+1", "-1", "@SUM(A1)", "\t", "\r\n", "\x00",
-           "\u202eevil", "\x07", "é☃", "<script>", "", "a" * 300]
+           "\u202eevil", "\x07", "é☃", "<script>", "", "a" * 300, "\x1b" * 700 + "b" * 1000]
 TEXT = st.one_of(st.text(st.characters(exclude_categories=()), max_size=12),  # surrogates included
                  st.sampled_from(HOSTILE))
 JSON_VALUES = st.recursive(

@@ -21,8 +21,9 @@ import pytest
 from harness import results
 from harness.cli import main
 from harness.plugins import BUILTIN_PLUGINS
+from harness.safe_text import CUT, MAX_TEXT
 from tests.conftest import REPO, bench
-from tests.fakes import ESCAPES, FORMULA, SPAM_BYTES
+from tests.fakes import ESCAPES, FORMULA, LONG_MESSAGE, SPAM_BYTES
 
 TAG_ENV = "BENCH_FAULT_TAG"  # every process a test's bench starts inherits it, daemons included
 
@@ -70,7 +71,7 @@ def _env(site, tag: str, **extra: str) -> dict[str, str]:
 
 PARENT_RUN = ["run", "--backend", "faulty,fake", "--task", "linear_regression", "--epochs", "2", "--timeout", "60",
               "--mode", "ok,event_number,event_list,event_types,result_types,details_str,peak_str,surrogate,"
-                        "escape,formula,daemon,exit_helper,spam,eager"]
+                        "escape,formula,daemon,exit_helper,spam,long_message,eager"]
 EXPECTED = {  # mode: (status, start of the message)
     "ok": ("ok", ""),
     "event_number": ("error", "worker sent a malformed event: not a JSON object: 42"),
@@ -85,6 +86,7 @@ EXPECTED = {  # mode: (status, start of the message)
     "daemon": ("ok", ""),
     "exit_helper": ("error", "worker exited with code 3 before reporting a result"),
     "spam": ("ok", ""),
+    "long_message": ("error", "RuntimeError: the start of a long message xxx"),
 }
 
 
@@ -122,12 +124,17 @@ def test_parent_side_faults_are_recorded_and_the_run_goes_on(fake_plugin, tmp_pa
     assert re.search(rb"bench: \d+ bytes of this cell's output cut here", log)
     assert log.startswith(b"x" * 1023) and b"x" * 1023 in log[-2**20:]  # head and tail kept
 
+    long = by_mode["long_message"]  # cut in the record, whole in the log
+    assert len(long.message) == MAX_TEXT and long.message.endswith(CUT)
+    assert LONG_MESSAGE.encode() in (run_dir / long.log).read_bytes()
+
     reports = {}
     for fmt in ("table", "md", "csv", "json", "html"):
         shown = bench("report", run_dir.name, "--format", fmt, "--out", str(out), env=env)
         assert shown.returncode == 0, (fmt, shown.stderr)
         assert "\x1b" not in shown.stdout and "\udcff" not in shown.stdout, fmt
         reports[fmt] = shown.stdout
+        assert len(shown.stdout) < 200_000, (fmt, len(shown.stdout))  # a megabyte message is not the page
     cells = json.loads(reports["json"])["cells"]
     assert {c["mode"] for c in cells if c["backend"] == "faulty"} >= set(EXPECTED)
     assert f"'{FORMULA}".replace('"', '""') in reports["csv"]  # neutralised, as OWASP recommends

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import record, results
+from harness.safe_text import MAX_TEXT
 from tests.strategies import JSON_VALUES
 
 REFERENCE = Path(__file__).parents[1] / "results" / "reference-cpu-20261203"
@@ -22,7 +23,10 @@ NUMBER_TEXT = st.from_regex(r"-?(0|[1-9]\d{0,24}|[1-9]\d{300,310})(\.\d{1,25})?(
 def lines(draw) -> bytes:
     """A record line as bench writes it, as another tool might (non-ASCII, NaN, spaces), or hand-made with
     numbers at the edges of what floats and 64-bit integers hold, or nested around MAX_DEPTH."""
-    kind = draw(st.sampled_from(["dumps", "number", "nested"]))
+    kind = draw(st.sampled_from(["dumps", "number", "nested", "long"]))
+    if kind == "long":  # around MAX_TEXT, with escapes that shorten the text against its bytes
+        text = "a" * draw(st.integers(MAX_TEXT - 30, MAX_TEXT + 5)) + draw(st.text('"\\é', max_size=40))
+        return json.dumps({"cell_id": "c", "status": "ok", "message": text}, ensure_ascii=draw(st.booleans())).encode()
     if kind == "dumps":
         value = {"cell_id": "c", "status": "ok", "x": draw(JSON_VALUES), "epoch_s": draw(JSON_VALUES)}
         separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,\t", " :\r")]))

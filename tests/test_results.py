@@ -117,3 +117,16 @@ def test_gpus_are_found_through_the_driver_where_nvidia_smi_is_missing(tmp_path)
         {"index": str(i), "uuid": f"GPU-{i}", "name": "NVIDIA H200", "driver": "580.159.03", "memory": ""}
         for i in range(2)]
     assert envinfo.driver_gpus(tmp_path / "absent") == []
+
+
+def test_a_long_text_is_cut_once_and_loads_as_it_was_saved():
+    from harness import record
+    from harness.safe_text import CUT, MAX_TEXT
+
+    made, _ = record.conform({"cell_id": "c", "status": "error", "message": "\x1b" * 700 + "b" * 5000,
+                              "details": {"k" * 3000: ["é" * 2500]}})
+    assert len(made["message"]) == MAX_TEXT and made["message"].startswith("\\x1b") and made["message"].endswith(CUT)
+    (key, (value,)), = made["details"].items()
+    assert len(key) == len(value) == MAX_TEXT
+    line = results.record_line(made)
+    assert record.conform(json.loads(line)) == (made, [])
