@@ -172,13 +172,14 @@ def plain(value: Any, depth: int = 0) -> Any:
         return f"<{type(value).__name__}>"
 
 
-# Outside its strings and with spaces dropped, numbers mapped to these shapes (digits to "0", "E" to "e")
-# may overflow to infinity (a 3-digit exponent) or exceed 64 bits (a 19-digit integer part), where the
-# standard library and orjson would part.
+# Outside its strings, with digits mapped to "0", "E" to "e" and spaces and signs dropped, a number may
+# overflow to infinity if it shows _EXPONENT (3 digits) or exceed 64 bits if an integer part (after one of
+# _BEFORE_NUMBER) shows _WIDE: where the standard library and orjson would part.
 _NUMBER_SHAPES = bytes.maketrans(b"123456789E", b"000000000e")
-_HUGE = (b"e000", b"e+000", b"e-000", *(bytes([before]) + b"0" * 19 for before in b":,[-"))
+_EXPONENT, _WIDE, _BEFORE_NUMBER = b"e000", b"0" * 19, b":,["
 _NESTING = bytes.maketrans(b"[]", b"{}")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_CONTROLS = bytes([*range(0x20), 0x7F])
 
 
 def plain_line(raw: bytes) -> bool:
@@ -187,25 +188,32 @@ def plain_line(raw: bytes) -> bool:
     \\" and \\\\ (a \\u escape may hide a control character or a surrogate), no text over MAX_TEXT; outside
     its strings no NaN/Infinity and no number that may overflow; nesting within MAX_DEPTH. Lines `bench run`
     writes pass; False only costs time."""
-    try:
-        if not raw.decode("utf-8").isprintable():
+    if raw.isascii():  # the common case, without decoding: printable ASCII is everything but controls
+        if len(raw.translate(None, _CONTROLS)) != len(raw):
             return False
-    except UnicodeDecodeError:
-        return False
-    raw = raw.replace(b"\\\\", b"_").replace(b'\\"', b"_")  # escapes read left to right: pairs first
+    else:
+        try:
+            if not raw.decode("utf-8").isprintable():
+                return False
+        except UnicodeDecodeError:
+            return False
     if b"\\" in raw:
-        return False
+        raw = raw.replace(b"\\\\", b"_").replace(b'\\"', b"_")  # escapes read left to right: pairs first
+        if b"\\" in raw:
+            return False
     pieces = raw.split(b'"')  # with no escape left, every other quote opens a string
-    if len(raw) > MAX_TEXT and max(map(len, pieces[1::2]), default=0) > MAX_TEXT:
-        return False  # a text that may be too long (its UTF-8 bytes, an escape as one: never fewer than characters)
+    if len(raw) > MAX_TEXT and max(map(len, pieces)) > MAX_TEXT:  # outside strings too: rare, and only slower
+        return False  # a text may be too long (its UTF-8 bytes, an escape as one, are never fewer than characters)
     outside = b"".join(pieces[::2])
     if b"N" in outside or b"I" in outside:
         return False
-    numbers = outside.translate(_NUMBER_SHAPES, b" ")
-    if any(shape in numbers for shape in _HUGE):
+    numbers = outside.translate(_NUMBER_SHAPES, b" +-")
+    if _EXPONENT in numbers or (_WIDE in numbers and any(bytes([c]) + _WIDE in numbers for c in _BEFORE_NUMBER)):
         return False
     brackets = outside.translate(_NESTING, _NOT_BRACKET)
     for _ in range(MAX_DEPTH + 1):  # the record's own braces, then MAX_DEPTH levels inside a column's value
+        if not brackets:
+            return True
         brackets = brackets.replace(b"{}", b"")  # removes exactly one level of nesting
     return not brackets
 
