@@ -79,8 +79,9 @@ def env_line(env: dict[str, Any]) -> str:
     bits.append(f"Python {env.get('python') or '?'}")
     bits += [f"{dist} {version}" for dist, version in sorted(env.get("versions", {}).items())
              if dist not in ("pandas", "pluggy")]
-    if env.get("git_commit"):
-        bits.append(f"bench {env.get('harness_version') or ''} @ {str(env['git_commit'])[:12]}")
+    if env.get("git_commit"):  # a run resumed at another commit lists each
+        commits = " / ".join(commit[:12] for commit in str(env["git_commit"]).split(" / "))
+        bits.append(f"bench {env.get('harness_version') or ''} @ {commits}")
     if env.get("hostname"):
         bits.append(f"host {env['hostname']}")
     return ", ".join(bits)

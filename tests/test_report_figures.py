@@ -115,7 +115,7 @@ def test_records_from_several_environments_say_how_they_differ(df):
     later = _rows(df, task="mnist_mlp")
     df.loc[later, "env_hostname"] = "gpu-node-7"
     df.loc[later, "version_torch"] = "2.12.0"
-    df.loc[later, "env_git_commit"] = "abc123"
+    df.loc[later, "env_git_commit"] = "abc123" + "0" * 34
     for fmt in ("table", "md", "html"):
         text = " ".join(report.render(df, fmt, **({"width": 120} if fmt == "table" else {})).split())
         text = re.sub(r"</?b>", "", text)
@@ -125,6 +125,7 @@ def test_records_from_several_environments_say_how_they_differ(df):
         assert "git commit (" in text and "abc123" in text, fmt
     differences = json.loads(report.render(df, "json"))["environment_differences"]
     assert differences["host"] == ["fixture-host", "gpu-node-7"]
+    assert re.search(r"@ [0-9a-f]{12} / [0-9a-f]{12}, host", report.render(df, "md")), "the run's line names both"
 
 
 def test_records_from_one_environment_say_nothing_of_it(df):
