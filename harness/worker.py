@@ -49,17 +49,20 @@ def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa:
         return _measure(cell, emit)
     except SkipCell as exc:
         print(f"skipped: {exc}", file=sys.stderr)  # in full in the cell's log; the record keeps MAX_TEXT
-        return {"status": "skipped", "message": str(exc), "env": _environment(cell)}
+        result = {"status": "skipped", "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - the cell's outcome, whatever it was
         import traceback
 
         traceback.print_exc()
-        return {"status": "oom" if _oom(exc) else "error", "message": last_line(exc), "env": _environment(cell)}
+        result = {"status": "oom" if _oom(exc) else "error", "message": last_line(exc)}
+    # Out here the failed attempt's frames, and the memory they held (an out-of-memory cell's), are freed.
+    return {**result, **_environment(cell)}
 
 
 def _environment(cell: "Cell") -> dict[str, Any]:  # noqa: F821 (imported lazily)
-    """This process's machine and software, for a record of any outcome (a resumed run's cells may run on
-    another machine or commit than the run's first ones)."""
+    """{"env": this process's machine and software}, for a record of any outcome (a resumed run's cells may
+    run on another machine or commit than the run's first ones); {} if that cannot be read (the runner then
+    records its own)."""
     from harness import envinfo
     from harness.registry import load_ref
 
@@ -67,7 +70,10 @@ def _environment(cell: "Cell") -> dict[str, Any]:  # noqa: F821 (imported lazily
         distributions = tuple(load_ref(cell.backend_ref).distributions)
     except Exception:  # noqa: BLE001 - the backend that failed to load is this record's error already
         distributions = ()
-    return envinfo.collect(distributions)
+    try:
+        return {"env": envinfo.collect(distributions)}
+    except Exception:  # noqa: BLE001 - MemoryError included: the outcome must still be reported
+        return {}
 
 
 def _measure(cell, emit: Emit) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     problem = backend.device_problem(cell)
     if problem:
         print(f"skipped: {problem}", file=sys.stderr)
-        return {"status": "skipped", "message": problem, "import_s": import_s, "env": _environment(cell)}
+        return {"status": "skipped", "message": problem, "import_s": import_s, **_environment(cell)}
 
     emit({"event": "phase", "phase": "load"})
     data, load_s = phases.run(lambda: task.load(cell.train_size, cell.test_size))

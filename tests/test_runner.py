@@ -172,3 +172,27 @@ def test_a_signal_the_user_ignored_stays_ignored_during_a_run(registry, tmp_path
         signal.signal(signal.SIGHUP, before)
     assert seen[0][0] == signal.SIG_IGN  # a closed terminal does not stop a nohup'd run
     assert seen[0][1] not in (signal.SIG_IGN, signal.SIG_DFL)  # SIGTERM still stops it cleanly
+
+
+def test_a_worker_reports_its_outcome_even_when_it_cannot_read_its_environment(monkeypatch):
+    """An out-of-memory cell's worker may fail to read its environment too; its record must still come back."""
+    from harness import envinfo
+    from harness.api import Cell
+    from harness.registry import class_ref
+    from harness.worker import run_cell
+
+    def no_memory(*_):
+        raise MemoryError
+
+    monkeypatch.setattr(envinfo, "collect", no_memory)
+    saved = dict(os.environ)
+    cell = Cell("faulty", "linear_regression", "raise", "cpu", LinearRegression().hyperparams(epochs=1), train_size=64,
+                test_size=32, latency_steps=0, backend_ref=class_ref(FaultyBackend),
+                task_ref=class_ref(LinearRegression))
+    try:
+        result = run_cell(cell)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert (result["status"], result["message"]) == ("error", "RuntimeError: second line of the message")
+    assert "env" not in result  # the runner records its own
