@@ -38,7 +38,8 @@ PYDATASET = ("keras.utils.PyDataset (backends/keras_feed.py): batch i = (x[order
 TF_DATA = ("tf.data (backends/keras_feed.py): Dataset.from_tensor_slices(order).map(gather from host tensors, "
            "num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE): Keras's own array pipeline with the harness's order in "
            "place of its permutation")
-FIT = "model.fit(batches, epochs=1, verbose=0, shuffle=False): one call per epoch, steps_per_execution=1, no callbacks but a recompile_guard where details name one"
+FIT = ("model.fit(batches, epochs=1, verbose=0, shuffle=False): one call per epoch, steps_per_execution=1, no "
+       "callbacks but a recompile_guard where details name one")
 
 
 @dataclass
@@ -335,7 +336,8 @@ class KerasJax(KerasBackend):
         jax.config.update("jax_default_matmul_precision", "highest")
         clock = self.clock
 
-        self.compiles = 0
+        self.compiles = 0  # XLA programs compiled in this process, for the first epoch's RecompileGuard
+        self.guarded = False
 
         def on_event(event: str, duration: float, **_: Any) -> None:
             if event in JAX_COMPILE_EVENTS:
@@ -350,7 +352,7 @@ class KerasJax(KerasBackend):
         self.engine_backend.jax = jax
 
     def fit_callbacks(self, state: KerasState) -> list:
-        if getattr(self, "guarded", False):
+        if self.guarded:
             return []
         self.guarded = True  # the first epoch only: later epochs are the conformance suite's to check
         import keras

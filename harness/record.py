@@ -3,8 +3,9 @@
 The worker serialises its result with it, the parent validates what a worker sends with it, the runner
 builds every record with it and the results store checks what it reads with it. A record needs a
 cell_id and a known status; any other field of the wrong kind is nulled and named in the record's
-`warnings`, so a record is never dropped for one bad value. Every text in a record is printable
-and at most MAX_TEXT characters long (harness.safe_text). Standard library only: the worker imports this before any framework.
+`warnings`, so a record is never dropped for one bad value. Every text in a record is printable and at
+most MAX_TEXT characters long (harness.safe_text). Standard library only: the worker imports this before
+any framework.
 """
 
 from __future__ import annotations

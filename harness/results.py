@@ -25,7 +25,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from harness import durable
-from harness.record import FAILED, SCHEMA, STATUSES, conform, plain, plain_line, record_problem  # noqa: F401 (re-exported)
+from harness.record import (FAILED, SCHEMA, STATUSES, conform, plain, plain_line,  # noqa: F401 (re-exported)
+                            record_problem)
 from harness.safe_text import one_line
 
 SCHEMA_VERSION = 1

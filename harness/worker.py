@@ -46,7 +46,7 @@ def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa:
 
     emit = emit or (lambda event: None)
     try:
-        return _measure(cell, emit)
+        result = _measure(cell, emit)
     except SkipCell as exc:
         print(f"skipped: {exc}", file=sys.stderr)  # in full in the cell's log; the record keeps MAX_TEXT
         result = {"status": "skipped", "message": str(exc)}
@@ -55,14 +55,15 @@ def run_cell(cell: "Cell", emit: Emit | None = None) -> dict[str, Any]:  # noqa:
 
         traceback.print_exc()
         result = {"status": "oom" if _oom(exc) else "error", "message": last_line(exc)}
-    # Out here the failed attempt's frames, and the memory they held (an out-of-memory cell's), are freed.
+    # Read whatever the outcome; out here a failed attempt's frames, and the memory they held (an
+    # out-of-memory cell's), are freed.
     return {**result, **_environment(cell)}
 
 
 def _environment(cell: "Cell") -> dict[str, Any]:  # noqa: F821 (imported lazily)
-    """{"env": this process's machine and software}, for a record of any outcome (a resumed run's cells may
-    run on another machine or commit than the run's first ones); {} if that cannot be read (the runner then
-    records its own)."""
+    """{"env": this process's machine and software}, for the record whatever the outcome (a resumed run's
+    cells may run on another machine or commit than the run's first ones); {} if that cannot be read (the
+    runner then records its own)."""
     from harness import envinfo
     from harness.registry import load_ref
 
@@ -81,7 +82,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
 
     import numpy as np
 
-    from harness import envinfo, reference
+    from harness import reference
     from harness import metrics as m
     from harness.registry import load_ref
     from harness.timing import PhaseClock, clock, median, percentile
@@ -99,7 +100,7 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
     problem = backend.device_problem(cell)
     if problem:
         print(f"skipped: {problem}", file=sys.stderr)
-        return {"status": "skipped", "message": problem, "import_s": import_s, **_environment(cell)}
+        return {"status": "skipped", "message": problem, "import_s": import_s}
 
     emit({"event": "phase", "phase": "load"})
     data, load_s = phases.run(lambda: task.load(cell.train_size, cell.test_size))
@@ -215,7 +216,6 @@ def _measure(cell, emit: Emit) -> dict[str, Any]:
         "initial_loss": initial_loss,
         "initial_loss_ref": initial_loss_ref,
         "details": backend.details(phases.state),
-        "env": envinfo.collect(tuple(backend.distributions)),
     }
 
 
