@@ -1,9 +1,9 @@
 """A first-epoch check for keras-jax: a model that compiles on every batch has no steady state to time.
 
 Keras's JAX LSTM under run_eagerly=True is one: each call runs lax.scan over a new closure, so XLA compiles
-each layer's scan, forward and backward, on every batch (6 programs a batch for the MNIST LSTM, ~1.7 s a
-batch on a 2-core CPU), and the process runs out of memory maps (vm.max_map_count) within the first
-epoch. Counting compiles at each batch's start costs a Python call and no host sync. Imported only inside
+each layer's scan, forward and backward, on every batch (6 programs and 1.4-1.9 s a batch of 128 for the
+MNIST LSTM on a 2-core CPU: benchmarks/keras_jax_eager_lstm.py), and the process runs out of memory maps
+(vm.max_map_count) within the first epoch. Counting compiles at each batch's start costs a Python call and no host sync. Imported only inside
 a worker, after Keras.
 """
 
