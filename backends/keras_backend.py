@@ -23,14 +23,12 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from harness import hookimpl
-from harness.api import Availability, Backend, Cell, Dataset, Task, Weights
-from harness.model import ModelSpec
-from harness.registry import load_ref
-
 from backends.jax_backend import JaxBackend
 from backends.tf_backend import TensorFlowBackend
 from backends.torch_backend import TorchBackend
+from harness import hookimpl
+from harness.api import Availability, Backend, Cell, Dataset, Task, Weights, load_ref
+from harness.model import ModelSpec
 
 PREDICT_BATCH = 2000
 PYDATASET = ("keras.utils.PyDataset (backends/keras_feed.py): batch i = (x[order[i]], y[order[i]]) gathered from "
@@ -84,6 +82,7 @@ class KerasBackend(Backend):
     sync_text: ClassVar[str]  # how sync waits
     feeding_text: ClassVar[str] = PYDATASET
     module = "keras"
+    in_default_run = False  # the native backends are the table a plain run is for; `--backend all` adds these
     distributions = ("keras",)
     modes = ("eager", "compiled")
     devices = ("cpu", "cuda")

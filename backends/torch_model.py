@@ -17,7 +17,16 @@ import torch
 from torch import nn
 
 from harness.api import Weights
-from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, ReLU, output_shapes
+from harness.model import (
+    LSTM,
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    ModelSpec,
+    ReLU,
+    output_shapes,
+)
 
 
 class LSTMLayer(nn.Module):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.torch_optim import FunctionalOptimizer
-from harness.worker import last_line
+from harness.store.safe_text import last_line
 
 Step = Callable[[torch.Tensor], None]
 LossFn = Callable[[torch.Tensor], torch.Tensor]

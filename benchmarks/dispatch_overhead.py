@@ -25,9 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.api import Cell  # noqa: E402
+from harness.api import (
+    Cell,  # noqa: E402
+    class_ref,  # noqa: E402
+)
 from harness.executor import Executor, Launch  # noqa: E402
-from harness.registry import class_ref  # noqa: E402
 from tasks.linear_regression import LinearRegression  # noqa: E402
 from tests.fakes import FakeBackend  # noqa: E402
 
@@ -75,9 +77,9 @@ def main() -> int:
     parser.add_argument("--executors", default="local,slurm,ray", help="comma-separated (default: all three)")
     parser.add_argument("--ray-address", help="a running Ray head (default: a head started on loopback here)")
     args = parser.parse_args()
-    from harness.executors.local import LocalExecutor
-    from harness.executors.ray_tasks import RayExecutor
-    from harness.executors.slurm_jobs import SlurmExecutor
+    from harness.execute.local import LocalExecutor
+    from harness.execute.ray_tasks import RayExecutor
+    from harness.execute.slurm_jobs import SlurmExecutor
     from tests.cluster import ray_head, slurm
 
     names = args.executors.split(",")

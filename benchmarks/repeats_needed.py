@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import compare, results
+from harness import results
+from harness.compare import paired as compare
 
 
 def synthetic_side(label: str, values: list[float], metric: str = "steady_epoch_s") -> compare.Side:

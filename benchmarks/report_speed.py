@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import envinfo, results
+from harness import results
+from harness.measure import envinfo
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {  # task: (metric, target text, bigger is better, epochs)

@@ -9,6 +9,7 @@ timed and scored the same way.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.metadata
 import importlib.util
 import math
@@ -149,6 +150,10 @@ class Task(ABC):
         """How many training samples `load(train_size)` yields, without loading them."""
         return train_size or 60000
 
+    def size_problem(self, train_size: int | None, test_size: int | None) -> str | None:
+        """Why `load(train_size, test_size)` cannot give that many samples (one line), or None."""
+        return None
+
     def prepare(self) -> None:
         """Verify and cache the data (called once in the parent before any cell); raise DataError if unusable."""
 
@@ -195,7 +200,7 @@ class Cell:
 
     def thread_count(self) -> int:
         """The CPU threads this cell runs with: --threads, else every core the process may use."""
-        from harness.envinfo import usable_cores
+        from harness.measure.envinfo import usable_cores
 
         return self.threads or usable_cores()
 
@@ -222,6 +227,19 @@ class Cell:
         return cls(**data)
 
 
+def class_ref(cls: type) -> str:
+    """"module:QualName", enough for a worker process to import the class again."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_ref(ref: str) -> type:
+    module, _, qualname = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 @dataclass
 class Availability:
     ok: bool
@@ -246,6 +264,8 @@ class Backend(ABC):
     distributions: ClassVar[tuple[str, ...]]  # pip distributions that provide it; the first installed gives the version
     # Plainest first, best last: `bench run` without --mode runs only the last one.
     modes: ClassVar[tuple[str, ...]] = ("eager", "compiled")
+    # Whether a plain `bench run` (no --backend) runs it; `--backend all` runs every available backend.
+    in_default_run: ClassVar[bool] = True
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     optimizers: ClassVar[tuple[str, ...]] = OPTIMIZERS

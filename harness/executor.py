@@ -3,7 +3,7 @@
 The runner plans, and is the only writer of the run folder; an executor takes the cells to run and
 yields each one's outcome as it finishes, in any order (`map_unordered`), and cancels what is still
 queued or running when asked. Wherever a cell runs, it runs the same worker through
-harness.cell_process (see harness.node_cell), so isolation, statuses and logs are the same everywhere.
+harness.cell.parent (see harness.cell.parent_node), so isolation, statuses and logs are the same everywhere.
 Executors come from the `bench_executors` hook; `local`, `slurm` and `ray` are built in.
 """
 
@@ -93,7 +93,7 @@ class Executor(ABC):
     def gpu_present(self) -> bool:
         """Whether cells can get a CUDA GPU here: decides `--device auto`, and without one cuda cells are
         skipped with `no_gpu_reason`. May connect to the engine (raise UsageError if it can't)."""
-        from harness.envinfo import gpu_present
+        from harness.measure.envinfo import gpu_present
 
         return gpu_present()
 

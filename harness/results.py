@@ -6,7 +6,7 @@ results/<run-id>/
   logs/           each cell's stdout and stderr
 
 Records are plain JSON (never pickle): nothing in a results file is executed. Their columns are
-declared in harness.record (SCHEMA here is its name -> description table).
+declared in harness.store.record (SCHEMA here is its name -> description table).
 """
 
 from __future__ import annotations
@@ -24,10 +24,17 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from harness import durable
-from harness.record import (FAILED, SCHEMA, STATUSES, conform, plain, plain_line,  # noqa: F401 (re-exported)
-                            record_problem)
-from harness.safe_text import one_line
+from harness.store import durable
+from harness.store.record import (  # noqa: F401 (re-exported)
+    FAILED,
+    SCHEMA,
+    STATUSES,
+    conform,
+    plain,
+    plain_line,
+    record_problem,
+)
+from harness.store.safe_text import one_line
 
 SCHEMA_VERSION = 1
 RECORDS = "records.jsonl"

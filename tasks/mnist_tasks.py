@@ -25,6 +25,13 @@ class MnistTask(Task):
     def train_samples(self, train_size: int | None) -> int:
         return min(train_size or mnist.TRAIN_SAMPLES, mnist.TRAIN_SAMPLES)
 
+    def size_problem(self, train_size: int | None, test_size: int | None) -> str | None:
+        for option, asked, has in (("--train-size", train_size, mnist.TRAIN_SAMPLES),
+                                   ("--test-size", test_size, mnist.TEST_SAMPLES)):
+            if asked is not None and asked > has:
+                return f"{option} {asked:,} asks for more than the {has:,} samples of MNIST's split ({self.name})"
+        return None
+
     def init_weights(self, seed: int) -> Weights:
         return init_weights(self.model(), seed)
 

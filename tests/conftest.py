@@ -26,7 +26,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    from harness.envinfo import gpu_present
+    from harness.measure.envinfo import gpu_present
 
     if gpu_present():
         return

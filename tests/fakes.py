@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from harness import hookimpl
-from harness.api import Backend, Availability
+from harness.api import Availability, Backend
 
 
 class FakeBackend(Backend):
@@ -85,7 +85,7 @@ class FakeBackend(Backend):
         return self._forward(state, x)[-1]
 
     def loss(self, state, indices):
-        from harness.metrics import loss_value
+        from harness.measure.metrics import loss_value
 
         out = self._forward(state, state["data"].x_train[indices])[-1]
         return loss_value(state["loss"], out, state["data"].y_train[indices])

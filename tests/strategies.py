@@ -6,8 +6,8 @@ import json
 
 from hypothesis import strategies as st
 
-from harness import record
-from harness.events import EVENTS
+from harness.cell.events import EVENTS
+from harness.store import record
 
 HOSTILE = ["\x1b[2J\x1b[31m", "\udcff", "\ud800x", "=cmd|' /C calc'!A0", "+1", "-1", "@SUM(A1)", "\t", "\r\n", "\x00",
            "\u202eevil", "\x07", "é☃", "<script>", "", "a" * 300, "\x1b" * 700 + "b" * 1000]

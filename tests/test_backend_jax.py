@@ -11,11 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from harness import metrics as m
-from harness import reference
-from harness.api import Cell, Hyperparams
-from harness.registry import class_ref
-from harness.worker import run_cell
+from harness.api import Cell, Hyperparams, class_ref
+from harness.cell.worker import run_cell
+from harness.measure import metrics as m
+from harness.measure import reference
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP
 from tests.compile_checks import assert_compile_measured
@@ -81,7 +80,7 @@ def test_module_does_not_import_jax():
 
 
 def test_registered_as_builtin():
-    from harness.registry import build_registry
+    from harness.plugins.registry import build_registry
 
     registry, _ = build_registry()
     assert registry.backends["jax"] is JaxBackend
@@ -107,7 +106,7 @@ def test_configure_picks_the_platform_and_one_thread_flags(monkeypatch):
 
 
 def test_a_missing_gpu_skips_the_cell(backend):
-    from harness.envinfo import gpu_present
+    from harness.measure.envinfo import gpu_present
 
     if gpu_present():
         pytest.skip("a GPU is present")
@@ -357,8 +356,8 @@ def test_device_peak_counts_from_the_reset_and_says_when_it_cannot_tell(backend,
 
 
 def in_a_fresh_worker(cell: Cell) -> dict:
-    """The cell through `python -m harness.worker`, so JAX starts with JAX_PLATFORMS=cuda as in a real run."""
-    proc = subprocess.run([sys.executable, "-m", "harness.worker"], input=json.dumps(cell.to_dict()),
+    """The cell through `python -m harness.cell.worker`, so JAX starts with JAX_PLATFORMS=cuda as in a real run."""
+    proc = subprocess.run([sys.executable, "-m", "harness.cell.worker"], input=json.dumps(cell.to_dict()),
                           capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "BENCH_EVENT_FD": "1"})
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -19,12 +19,12 @@ from backends.jax_backend import JaxBackend
 from backends.keras_backend import KerasJax, KerasTensorFlow, KerasTorch
 from backends.tf_backend import TensorFlowBackend
 from backends.torch_backend import TorchBackend
-from harness import compare, report, results
-from harness.api import Availability, Cell
-from harness.api import name_problem
-from harness.registry import build_registry, class_ref
-from harness.runner import make_record
-from tasks.linear_regression import LinearRegression
+from harness import results
+from harness.api import Availability, Cell, class_ref, name_problem
+from harness.compare import paired as compare
+from harness.plugins.registry import build_registry
+from harness.report.summary import summary
+from harness.run.runner import make_record
 from tasks.mnist_tasks import MnistLSTM, MnistMLP
 from tests.conftest import REPO
 
@@ -115,8 +115,8 @@ PROBE = """
 import json, sys
 from backends.keras_backend import KerasJax
 from harness.api import Cell
-from harness.registry import class_ref
-from harness.worker import run_cell
+from harness.api import class_ref
+from harness.cell.worker import run_cell
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistLSTM, MnistMLP
 
@@ -204,7 +204,7 @@ def _records(backends: tuple[str, ...], lr: float) -> pd.DataFrame:
 def test_dashed_backend_names_keep_their_configurations_apart():
     df = _records(("keras-jax", "jax"), lr=1e-5)  # "lr1e-05": a '-' inside a field too
     assert df["cell_id"].iloc[0] == "keras-jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0-r0"
-    s = report.summary(df)
+    s = summary(df)
     assert sorted(s["backend"]) == ["jax", "keras-jax"] and list(s["repeats"]) == [3, 3]
     assert set(s["config"]) == {"jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0",
                                 "keras-jax-mnist_mlp-eager-cpu-fp32-adam-b128-e5-lr1e-05-s0"}

@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from harness import reference
-from harness import metrics as m
-from harness.api import Cell, Hyperparams
-from harness.registry import class_ref
-from harness.worker import run_cell
+from harness.api import Cell, Hyperparams, class_ref
+from harness.cell.worker import run_cell
+from harness.measure import metrics as m
+from harness.measure import reference
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP
 from tests.compile_checks import assert_compile_measured, assert_nothing_compiled
@@ -64,7 +63,7 @@ def test_module_does_not_import_tensorflow():
 
 
 def test_registered_as_builtin():
-    from harness.registry import build_registry
+    from harness.plugins.registry import build_registry
 
     registry, _ = build_registry()
     assert registry.backends["tensorflow"] is TensorFlowBackend

@@ -9,10 +9,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from backends.torch_backend import TorchBackend  # noqa: E402
-from harness import metrics, reference  # noqa: E402
-from harness.api import Cell  # noqa: E402
-from harness.registry import class_ref  # noqa: E402
-from harness.worker import run_cell  # noqa: E402
+from harness.api import (
+    Cell,  # noqa: E402
+    class_ref,  # noqa: E402
+)
+from harness.cell.worker import run_cell  # noqa: E402
+from harness.measure import (
+    metrics,
+    reference,  # noqa: E402
+)
 from tasks.linear_regression import LinearRegression  # noqa: E402
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP  # noqa: E402
 from tests.compile_checks import assert_compile_measured, assert_nothing_compiled  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from tests.conftest import bench
 
 BAD_RUN_ARGS = [
@@ -23,7 +23,13 @@ BAD_RUN_ARGS = [
     (["--lr", "nan"], "--lr must be a number > 0, not 'nan'"),
     (["--timeout", "-1"], "--timeout must be a number > 0, not '-1'"),
     (["--threads", "0"], "--threads must be a positive whole number, not '0'"),
-    (["--seed", "-3"], "--seed must be a number >= 0, not '-3'"),
+    (["--seed", "-3"], "--seed must be a whole number >= 0, not '-3'"),
+    (["--train-size", "1.5"], "--train-size must be a positive whole number, not '1.5'"),
+    (["--train-size", "1e400"], "--train-size must be a positive whole number, not '1e400'"),
+    (["--task", "mnist_mlp", "--train-size", "1e5"],
+     "--train-size 100,000 asks for more than the 60,000 samples of MNIST's split (mnist_mlp)"),
+    (["--task", "mnist_mlp", "--test-size", "10001"],
+     "--test-size 10,001 asks for more than the 10,000 samples of MNIST's split (mnist_mlp)"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ]
 
@@ -36,6 +42,38 @@ def test_bad_run_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_
     assert err.startswith("bench: error: ") and message in err
     assert err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text,value", [("1e7", 10_000_000), ("60_000", 60000), ("6e4", 60000), ("512", 512)])
+def test_whole_numbers_are_read_in_the_forms_the_docs_write(text, value):
+    """The README and `bench list` write sizes as 1e7; the parser must take them as they are written."""
+    from harness.cli.main import build_parser
+
+    assert build_parser().parse_args(["run", "--train-size", text]).train_size == value
+
+
+def test_cuda_asked_for_on_a_machine_without_one_is_exit_2(tmp_path, capsys, fake_plugin):
+    from harness.measure.envinfo import gpu_present
+
+    if gpu_present():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "results"
+    assert main(["run", "--backend", "fake", "--device", "cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: --device cuda: no CUDA GPU visible") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_plain_run_takes_the_native_backends_and_all_takes_every_available_one():
+    from harness.cli.cmd_run import _backends
+    from harness.cli.main import build_parser
+    from harness.plugins.registry import build_registry
+
+    reg, _ = build_registry()
+    available = {n for n, b in reg.backends.items() if b.availability().ok}
+    plain = set(_backends(build_parser().parse_args(["run"]), reg))
+    assert plain == available - {"keras-jax", "keras-tensorflow", "keras-torch"}
+    assert set(_backends(build_parser().parse_args(["run", "--backend", "all"]), reg)) == available
 
 
 def test_unwritable_output_directory(tmp_path, capsys, fake_plugin):
@@ -136,13 +174,13 @@ def test_bad_backend_environment_variable_is_exit_2_before_anything_runs(variabl
 
 
 def test_bad_backend_environment_variable_stops_a_resume_too(tmp_path, capsys, monkeypatch):
-    from harness import runs
     from harness.api import Cell
-    from harness.plan import PlannedCell
+    from harness.run import folders
+    from harness.run.plan import PlannedCell
     from tasks.linear_regression import LinearRegression
 
     cell = Cell("jax", "linear_regression", "eager", "cpu", LinearRegression().hyperparams())
-    state = runs.create(tmp_path, [PlannedCell(cell)], {}, ["bench", "run"])
+    state = folders.create(tmp_path, [PlannedCell(cell)], {}, ["bench", "run"])
     before = sorted(p.name for p in state.run_dir.iterdir())
     monkeypatch.setenv("BENCH_JAX_EPOCH_LOOP", "sideways")
     assert main(["run", "--resume", state.run_id, "--out", str(tmp_path)]) == 2
@@ -157,7 +195,8 @@ def test_resume_with_timeout_caps_the_cells_still_to_run(fake_plugin, tmp_path, 
     import subprocess
     import sys
 
-    from harness import envinfo, results
+    from harness import results
+    from harness.measure import envinfo
     from tests.conftest import REPO
 
     out = tmp_path / "results"

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness import events, results
 from harness import results
-from harness.cli import main
+from harness.cell import events
+from harness.cli.main import main
 from tests.fakes import EVENTS_ENV
 from tests.strategies import event_lines
 

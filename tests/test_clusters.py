@@ -21,11 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results, runs
-from harness.plan import Selection, plan
-from harness.node_cell import worker_pids
-from harness.registry import Registry
-from harness.runner import QuietProgress, Runner
+from harness import results
+from harness.cell.parent_node import worker_pids
+from harness.plugins.registry import Registry
+from harness.run import folders
+from harness.run.plan import Selection, plan
+from harness.run.runner import QuietProgress, Runner
 from tasks.linear_regression import LinearRegression
 from tests.cluster import ray_head, slurm
 from tests.conftest import REPO, bench
@@ -189,14 +190,14 @@ def _executor(name: str, request, monkeypatch, tmp_path: Path):
     if name == "slurm":
         conf = request.getfixturevalue("slurm_conf")
         monkeypatch.setenv("SLURM_CONF", conf)
-        from harness.executors.slurm_jobs import SlurmExecutor
+        from harness.execute.slurm_jobs import SlurmExecutor
 
         executor = SlurmExecutor({"folder": str(tmp_path / "jobs"), "poll": 0.5})
         return executor, lambda cell_id: subprocess.run(["scancel", executor.jobs[cell_id]], check=True, timeout=30)
     address, driver = request.getfixturevalue("ray_cluster")
     for key, value in {**ray_head.loopback_env({}), **driver}.items():
         monkeypatch.setenv(key, value)
-    from harness.executors.ray_tasks import RayExecutor
+    from harness.execute.ray_tasks import RayExecutor
 
     executor = RayExecutor({"address": address})
 
@@ -225,7 +226,7 @@ def test_a_crash_a_hang_and_a_cancel_from_outside_get_their_statuses_and_the_res
     try:
         assert executor.gpu_present() is False
         executor.prepare([p.cell for p in planned])
-        state = runs.create(tmp_path / "results", planned, {}, ["bench", "test"])
+        state = folders.create(tmp_path / "results", planned, {}, ["bench", "test"])
         Runner(progress=watch, executor=executor).run(state)
     finally:
         executor.close()
@@ -295,7 +296,7 @@ def test_sigint_cancels_what_is_queued_or_running_and_resume_finishes_it(name, r
 
 def test_a_request_slurm_refuses_or_an_unreachable_controller_is_one_line_exit_2(slurm_conf, plugins, tmp_path):
     dead = tmp_path / "dead.conf"  # the same cluster, its controller at a port nothing listens on
-    dead.write_text("".join(f"SlurmctldPort=1\n" if line.startswith("SlurmctldPort=") else line
+    dead.write_text("".join("SlurmctldPort=1\n" if line.startswith("SlurmctldPort=") else line
                             for line in Path(slurm_conf).read_text().splitlines(keepends=True)))
     cases = [(slurm_conf, ["--slurm-partition", "nope"], "Invalid partition name specified"),
              (str(dead), [], "Unable to contact slurm controller")]

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness import compare, results
-from harness.cli import main
 from benchmarks.repeats_needed import gate_outcome, simulate, spreads, synthetic_side
+from harness import results
+from harness.cli.main import main
+from harness.compare import paired as compare
 from tests.conftest import bench
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"

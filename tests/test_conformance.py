@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.test_numpy_plugin import EXAMPLE, install_numpy_plugin
-
 from bench_numpy.backend import NumpyBackend  # noqa: E402,I001  (importable once test_numpy_plugin set the path)
 from bench_numpy.optimizers import Optimizer  # noqa: E402
+
+from tests.test_numpy_plugin import EXAMPLE, install_numpy_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -272,7 +271,7 @@ FULL_ENV = "BENCH_CONFORMANCE_BUILTINS"
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax", "keras-tensorflow", "keras-jax", "keras-torch"])
 def test_builtin_backend_conforms(backend, tmp_path):
     """The contract checks always (seconds); the whole suite with BENCH_CONFORMANCE_BUILTINS=1 (minutes each)."""
-    from harness.registry import build_registry
+    from harness.plugins.registry import build_registry
 
     registry, plugins = build_registry()
     if backend not in registry.backends:
@@ -308,7 +307,7 @@ def test_keras_backend_maps_weights_and_follows_every_update_rule(backend, tmp_p
     """Always, for the Keras backends, whose layouts and optimizers are mapped onto Keras's own: every task's
     weights round-trip and give the float64 reference's loss and outputs, and each optimizer follows its rule
     (coupled weight decay, the harness's batch order) over six fit steps; eager mode, to keep it to seconds."""
-    from harness.registry import build_registry
+    from harness.plugins.registry import build_registry
 
     registry, _ = build_registry()
     if backend not in registry.backends or not registry.backends[backend].availability().ok:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from harness.capped_log import CappedLog
+from harness.cell.parent_log import CappedLog
 from tests.conftest import REPO
 
 FILE_LIMIT = """
 import resource, signal, sys
-from harness import durable
+from harness.store import durable
 path = sys.argv[1]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (150, 150))

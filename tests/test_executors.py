@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import results, runs
-from harness.cli import main
-from harness.executors.local import LocalExecutor
-from harness.node_cell import cells_running_here, worker_pids
-from harness.plan import Selection, plan
-from harness.registry import Registry, build_registry
-from harness.plugins import make_plugin_manager
-from harness.runner import Runner
+from harness import results
+from harness.cell.parent_node import cells_running_here, worker_pids
+from harness.cli.main import main
+from harness.execute.local import LocalExecutor
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import Registry, build_registry
+from harness.run import folders
+from harness.run.plan import Selection, plan
+from harness.run.runner import Runner
 from tasks.linear_regression import LinearRegression
 from tests.conftest import bench
 from tests.executor_fakes import PretendGpuBackend
@@ -32,12 +33,12 @@ RUNS = Path(__file__).parent / "fixtures" / "runs"
 def test_the_builtin_executors_come_from_the_hook():
     registry, plugins = build_registry(make_plugin_manager(autoload=False))
     assert sorted(registry.executors) == ["local", "ray", "slurm"]
-    assert plugins.infos["harness.executors"].provides == ["executor local", "executor slurm", "executor ray"]
+    assert plugins.infos["harness.execute.builtin"].provides == ["executor local", "executor slurm", "executor ray"]
 
 
 REVERSE_PLUGIN = """
 from harness import hookimpl
-from harness.executors.local import LocalExecutor
+from harness.execute.local import LocalExecutor
 from tests.fakes import FakeBackend, bench_backends  # noqa: F401
 
 
@@ -122,7 +123,7 @@ def test_a_missing_extra_is_one_line_exit_2(executor, extra, module, tmp_path, c
 def test_settings_come_from_the_file_and_flags_win(tmp_path, fake_plugin):
     from argparse import Namespace
 
-    from harness.executor_config import choose_executor
+    from harness.execute.config import choose_executor
 
     config = _config(tmp_path, "executor = 'slurm'\nslurm_partition = 'gpu'\nslurm_cpus = 4\n"
                                "slurm_sbatch = ['--qos=high', 'requeue']\nray_address = 'auto'\n")
@@ -170,7 +171,7 @@ def two_gpus(tmp_path, monkeypatch):
 
 
 def test_a_cuda_cell_records_the_gpu_it_was_given(two_gpus):
-    from harness.node_cell import gpu_of
+    from harness.cell.parent_node import gpu_of
 
     assert gpu_of("1") == ("Pretend H200", "GPU-3c4d")
     assert gpu_of("GPU-1a2b,GPU-3c4d") == ("Pretend H100", "GPU-1a2b")
@@ -185,7 +186,7 @@ def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cell
     planned = (plan(registry, Selection(devices=["cuda"], repeat=4, **common), gpu_present=True)
                + plan(registry, Selection(devices=["cpu"], **common), gpu_present=True)
                + plan(registry, Selection(devices=["cuda"], repeat=2, seed=1, **common), gpu_present=True))
-    state = runs.create(tmp_path, planned, {}, ["bench", "test"])
+    state = folders.create(tmp_path, planned, {}, ["bench", "test"])
     Runner(executor=LocalExecutor({"jobs": 2, "gpus": ["0", "1"]})).run(state)
     df = results.load([state.run_dir])
     assert len(df) == 7 and (df["status"] == "ok").all() and df["cell_id"].is_unique
@@ -215,7 +216,7 @@ def test_one_job_runs_every_cell_alone_in_plan_order(tmp_path):
     planned = plan(registry, Selection(backends=["pretend_gpu"], tasks=["linear_regression"], devices=["cuda"],
                                        repeat=3, epochs=2, latency_steps=0, optimizers=["sgd"], train_size=256,
                                        test_size=64), gpu_present=True)
-    state = runs.create(tmp_path, planned, {}, ["bench", "test"])
+    state = folders.create(tmp_path, planned, {}, ["bench", "test"])
     Runner(executor=LocalExecutor({"gpus": ["0", "1"]})).run(state)
     df = results.load([state.run_dir])
     windows = sorted(_windows(df).values())
@@ -226,9 +227,9 @@ def test_one_job_runs_every_cell_alone_in_plan_order(tmp_path):
 # -- how many cells share a machine ------------------------------------------------------------
 
 def test_the_workers_on_this_machine_are_found_and_counted():
-    workers = [subprocess.Popen([sys.executable, "-m", "harness.worker"], stdin=subprocess.PIPE,
+    workers = [subprocess.Popen([sys.executable, "-m", "harness.cell.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    mentions = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", "harness.worker"])
+    mentions = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", "harness.cell.worker"])
     try:
         time.sleep(0.3)
         found = worker_pids()
@@ -271,7 +272,7 @@ def test_compare_warns_when_the_sides_ran_under_different_concurrency(a, b, warn
 
 
 def test_the_readme_documents_every_option_of_the_builtin_executors():
-    from harness.executors import BUILTIN
+    from harness.execute.builtin import BUILTIN
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]

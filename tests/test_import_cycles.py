@@ -1,4 +1,5 @@
-"""No import cycle among the project's own modules (harness/, backends/, tasks/).
+"""The import graph of the project's own modules (harness/, backends/, tasks/): no cycle, and no module
+reaching up to a layer above its own (LAYERS).
 
 Imports inside functions count too: a lazy import hides a cycle from the interpreter, not from a
 reader, and one hoisted to module level later turns it into a half-initialised module. Imports under
@@ -99,3 +100,55 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     graph = import_graph(tmp_path)
     assert cycles(graph) == [["backends.a", "backends.b"]]
     assert graph.has_edge("backends.d", "backends.c")  # the relative import is resolved
+
+
+# Lowest first. A module may import from its own layer and the layers below it, never from one above:
+# the layers are what a newcomer reads off the tree (README, "Layout").
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundation", ("harness", "harness.model", "harness.hookspecs", "harness.store", "harness.measure")),
+    ("contracts", ("harness.api", "harness.executor", "harness.exits", "harness.results")),
+    ("built-in plugins", ("backends", "tasks")),
+    ("plugin manager", ("harness.plugins",)),
+    ("a cell's process", ("harness.cell",)),
+    ("executors", ("harness.execute",)),
+    ("a run", ("harness.run",)),
+    ("reports", ("harness.report",)),
+    ("compare", ("harness.compare",)),
+    ("history", ("harness.history",)),
+    ("command line", ("harness.cli", "harness.__main__")),
+    ("conformance suite", ("harness.conformance",)),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the longest prefix that names `module` or a package above it."""
+    best, rank = "", None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, rank = prefix, index
+    if rank is None:
+        raise LookupError(f"{module} is in no layer: add it to LAYERS")
+    return rank
+
+
+def upward_imports(graph: nx.DiGraph) -> list[str]:
+    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+                  for a, b in graph.edges if layer_of(b) > layer_of(a))
+
+
+def test_every_module_sits_in_a_layer_and_imports_only_its_own_or_lower_ones():
+    graph = import_graph()
+    for module in graph.nodes:
+        layer_of(module)
+    assert upward_imports(graph) == []
+
+
+def test_an_import_reaching_up_a_layer_is_found():
+    """The check itself: the record schema importing a report, a backend importing the worker."""
+    graph = import_graph()
+    graph.add_edge("harness.store.record", "harness.report.render")
+    graph.add_edge("backends.torch_train", "harness.cell.worker")
+    assert upward_imports(graph) == [
+        "backends.torch_train (built-in plugins) imports harness.cell.worker (a cell's process)",
+        "harness.store.record (foundation) imports harness.report.render (reports)"]

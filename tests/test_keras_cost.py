@@ -5,10 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from harness import report, results
+from harness import results
 from harness.api import Cell, Hyperparams
-from harness.keras_cost import COLUMNS, keras_cost, keras_cost_rows
-from harness.runner import make_record
+from harness.report.keras_cost import COLUMNS, keras_cost, keras_cost_rows
+from harness.report.render import render
+from harness.report.summary import summary
+from harness.run.runner import make_record
 
 CPU = {"cpu_model": "Xeon"}
 
@@ -23,7 +25,7 @@ def record(backend: str, steady: float | None, compile_s: float | None = None, r
 
 
 def summary_of(*records: dict) -> pd.DataFrame:
-    return report.summary(pd.DataFrame(list(records)))
+    return summary(pd.DataFrame(list(records)))
 
 
 def test_each_keras_engine_is_divided_by_its_own_native_backend():
@@ -91,7 +93,7 @@ def test_the_native_row_comes_from_the_same_run_else_the_latest():
 
 
 def test_compile_time_uses_one_measure_for_both_sides():
-    table = report.summary(pd.DataFrame([record("keras-tensorflow", 3.0, None), record("tensorflow", 1.0, 0.4),
+    table = summary(pd.DataFrame([record("keras-tensorflow", 3.0, None), record("tensorflow", 1.0, 0.4),
                                          record("keras-jax", 3.0, 2.0), record("jax", 1.0, None)]))
     table["first_epoch_excess_s"] = [8.0 if b == "keras-tensorflow" else 2.0 for b in table["backend"]]
     # keras-jax reports compile_s and jax does not: both fall back to the first-epoch excess
@@ -108,7 +110,7 @@ def test_no_ratio_over_a_zero_or_missing_native_time_or_of_a_negative_excess():
     table = keras_cost(summary_of(record("keras-torch", 2.0, 0.0, mode="eager"), record("torch", None, 0.0, mode="eager")))
     row = table.iloc[0]
     assert pd.isna(row["epoch_ratio"]) and pd.isna(row["compile_ratio"])  # one-epoch runs: no steady epoch
-    table = report.summary(pd.DataFrame([record("keras-torch", 2.0), record("torch", 1.0)]))
+    table = summary(pd.DataFrame([record("keras-torch", 2.0), record("torch", 1.0)]))
     table["first_epoch_excess_s"] = [-0.05, 0.1]  # the first epoch came out faster than the steady one
     row = keras_cost(table).iloc[0]
     assert row["keras_compile_s"] == -0.05 and pd.isna(row["compile_ratio"])
@@ -121,14 +123,14 @@ def test_formatted_rows():
 
 
 def test_an_empty_summary_gives_an_empty_table():
-    assert list(keras_cost(report.summary(results.load([], root="."))).columns) == COLUMNS
+    assert list(keras_cost(summary(results.load([], root="."))).columns) == COLUMNS
     assert keras_cost_rows(keras_cost(pd.DataFrame())) == (keras_cost_rows(keras_cost(pd.DataFrame()))[0], [])
 
 
 @pytest.mark.parametrize("fmt", ["table", "md", "html"])
 def test_bench_report_shows_the_keras_cost_in_every_format(fmt):
     df = pd.DataFrame([record("keras-jax", 3.0, 2.0), record("jax", 1.0, 0.5), record("torch", 2.0, 3.0)])
-    text = report.render(df, fmt, width=120)
+    text = render(df, fmt, width=120)
     assert "Keras cost" in text and "3.00×" in text  # keras-jax over jax; keras-torch did not run: no torch row
-    alone = report.render(pd.DataFrame([record("jax", 1.0, 0.5)]), fmt, width=120)
+    alone = render(pd.DataFrame([record("jax", 1.0, 0.5)]), fmt, width=120)
     assert "Keras cost" not in alone

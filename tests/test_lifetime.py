@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from harness import lifetime
+from harness.cell import lifetime
 from tests.conftest import REPO
 
 
@@ -32,7 +32,7 @@ def _python(code: str, **kwargs) -> subprocess.Popen:
 
 
 def test_the_kernel_kills_a_worker_whose_parent_dies():
-    worker = ("import time; from harness import lifetime; lifetime.watch_parent(); print('ready', flush=True); "
+    worker = ("import time; from harness.cell import lifetime; lifetime.watch_parent(); print('ready', flush=True); "
               "time.sleep(60)")
     parent = _python(f"import os, subprocess, sys, time\n"
                      f"p = subprocess.Popen([sys.executable, '-c', {worker!r}], "
@@ -48,7 +48,7 @@ def test_the_kernel_kills_a_worker_whose_parent_dies():
 def test_the_guardian_kills_the_cells_group_and_marked_processes_when_the_parent_is_gone():
     read, write = os.pipe()
     mark = lifetime.new_mark()
-    worker = ("import subprocess, time; from harness import lifetime; lifetime.watch_parent()\n"
+    worker = ("import subprocess, time; from harness.cell import lifetime; lifetime.watch_parent()\n"
               "helper = subprocess.Popen(['sleep', '60'])\n"
               "escaped = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
               "print(helper.pid, escaped.pid, flush=True); time.sleep(60)")

@@ -14,8 +14,8 @@ import pytest
 
 from harness import results
 from harness.model import Dense, Flatten, ModelSpec, ReLU
-from harness.plugins import make_plugin_manager
-from harness.registry import build_registry
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import build_registry
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "bench-numpy"

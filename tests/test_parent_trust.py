@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from harness import results
-from harness.cli import main
-from harness.plugins import BUILTIN_PLUGINS
-from harness.safe_text import CUT, MAX_TEXT
+from harness.cli.main import main
+from harness.plugins.manager import BUILTIN_PLUGINS
+from harness.store.safe_text import CUT, MAX_TEXT
 from tests.conftest import REPO, bench
 from tests.fakes import ESCAPES, FORMULA, LONG_MESSAGE, SPAM_BYTES
 

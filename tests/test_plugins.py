@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugins import BUILTIN_PLUGINS, make_plugin_manager
-from harness.registry import build_registry
+from harness.plugins.manager import BUILTIN_PLUGINS, make_plugin_manager
+from harness.plugins.registry import build_registry
 from tests.conftest import bench
 
 BROKEN_AT_IMPORT = "raise RuntimeError('this plugin is broken on purpose')\n"
@@ -54,7 +54,7 @@ def test_bench_environment_hook_adds_to_the_environment(plugin_site):
         def bench_environment():
             return {"accelerator_firmware": "7.1"}
     """)
-    from harness.commands import environment
+    from harness.cli.loading import environment
 
     env = environment(make_plugin_manager())
     assert env["accelerator_firmware"] == "7.1"
@@ -174,7 +174,7 @@ def test_hooks_are_called_through_pluggy_so_argument_subsets_and_wrappers_work(p
         def bench_environment():
             return {"lab": "bench-facts"}
     """, {"facts": "facts"})
-    from harness.plugins import call_each
+    from harness.plugins.manager import call_each
 
     plugins = make_plugin_manager()
     answers = call_each(plugins, "bench_cell_finished", record={"cell_id": "x"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from harness.api import Cell
-from harness.progress import ConsoleProgress
+from harness.run.progress import ConsoleProgress
 from tasks.linear_regression import LinearRegression
 
 
@@ -41,3 +41,31 @@ def test_epoch_lines_are_throttled_but_the_last_epoch_always_shows():
                               "metric": "mse", "value": 0.5 / epoch}, epoch * 0.1)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "epoch 3/3 mse 0.1667 (trained 0.3 s)" in lines[-1], lines
+
+
+def test_time_left_comes_from_earlier_runs_of_the_same_cells_scaled_by_this_run(tmp_path):
+    import json
+
+    from harness.api import Cell, Hyperparams
+    from harness.run.estimate import Estimates
+
+    def cell(task: str, repeat: int) -> Cell:
+        return Cell("fake", task, "eager", "cpu", Hyperparams(epochs=2), repeat=repeat)
+
+    earlier = tmp_path / "20260101-000000-aaaa"
+    earlier.mkdir()
+    lines = [{"cell_id": cell("a", 0).cell_id, "status": "ok", "wall_s": 60.0},
+             {"cell_id": cell("a", 1).cell_id, "status": "ok", "wall_s": 80.0},  # median of a: 70
+             {"cell_id": cell("b", 0).cell_id, "status": "ok", "wall_s": 110.0},
+             {"cell_id": cell("b", 1).cell_id, "status": "error", "wall_s": 1.0},  # not ok: not counted
+             {"cell_id": cell("c", 0).cell_id, "status": "ok", "wall_s": "garbage"}]
+    (earlier / "records.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "{not json\n")
+    todo = [cell("a", 2), cell("b", 2)]  # other repeats of the same configurations
+    estimates = Estimates.for_cells(todo, tmp_path)
+    assert estimates.seconds_left() == 180.0
+    assert "about 3 min" in estimates.total_line()
+    assert estimates.seconds_left({todo[0].cell_id: 30.0}) == 150.0  # a running cell counts what it has left
+    estimates.finished(todo[0].cell_id, 140.0)  # this machine runs them twice as long as the earlier run
+    assert estimates.seconds_left() == 220.0
+    unknown = Estimates.for_cells([cell("c", 2)], tmp_path)
+    assert unknown.seconds_left() is None and unknown.total_line() == ""

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 from benchmarks.raw import common, compare_harness
-from harness import metrics, reference
-from harness.api import Cell
-from harness.registry import class_ref
-from harness.worker import run_cell
+from harness.api import Cell, class_ref
+from harness.cell.worker import run_cell
+from harness.measure import metrics, reference
 from tasks.linear_regression import LinearRegression
 from tests.fakes import FakeBackend
 

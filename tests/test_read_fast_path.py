@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import record, results
-from harness.safe_text import MAX_TEXT
+from harness import results
+from harness.store import record
+from harness.store.safe_text import MAX_TEXT
 from tests.strategies import JSON_VALUES
 
 REFERENCE = Path(__file__).parents[1] / "results" / "reference-cpu-20261203"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugins import make_plugin_manager
-from harness.registry import DuplicateNameError, Registry, build_registry, class_ref, load_ref
+from harness.api import class_ref, load_ref
+from harness.plugins.manager import make_plugin_manager
+from harness.plugins.registry import DuplicateNameError, Registry, build_registry
 from tasks.linear_regression import LinearRegression
 from tests.fakes import FakeBackend
 

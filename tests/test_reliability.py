@@ -90,14 +90,14 @@ def test_interrupt_mid_cell_then_resume_finishes_the_same_cells(signum, fake_plu
 
 
 def test_resume_refuses_new_run_options(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["run", "--resume", "x", "--epochs", "3", "--out", str(tmp_path)]) == 2
     assert "--resume continues a run as it was planned; drop --epochs" in capsys.readouterr().err
 
 
 def test_resume_of_unknown_run_is_exit_2(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["run", "--resume", "20990101-000000-dead", "--out", str(tmp_path)]) == 2
     assert "no run '20990101-000000-dead'" in capsys.readouterr().err

@@ -15,10 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import report, results
-from harness.cli import main
-from harness.report_html import CSP
-from harness.svg_plots import Line, Scale, bar_chart, line_chart
+from harness import results
+from harness.cli.main import main
+from harness.report.format import fmt_mb, fmt_rate, fmt_seconds, md_escape
+from harness.report.html import CSP
+from harness.report.plots import Line, Scale, bar_chart, line_chart
+from harness.report.render import render
+from harness.report.summary import summary, varying_keys
+from harness.report.tables import Section
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 SMALL = RUNS / "report-small"
@@ -59,7 +63,7 @@ def _expected(raw, backend, task, mode, device="cpu") -> dict:
 # -- summary -------------------------------------------------------------------------------
 
 def test_summary_has_one_row_per_configuration_with_medians_over_ok_repeats(df, raw):
-    s = report.summary(df)
+    s = summary(df)
     assert len(s) == 12
     row = s[(s.backend == "fake") & (s.task == "mnist_mlp") & (s["mode"] == "eager") & (s.device == "cpu")].iloc[0]
     want = _expected(raw, "fake", "mnist_mlp", "eager")
@@ -75,7 +79,7 @@ def test_summary_has_one_row_per_configuration_with_medians_over_ok_repeats(df, 
 
 
 def test_linear_regression_meets_its_target_and_records_time_to_target(df, raw):
-    s = report.summary(df)
+    s = summary(df)
     row = s[(s.backend == "fake") & (s.task == "linear_regression") & (s["mode"] == "compiled")].iloc[0]
     ok = _cell(raw, "fake", "linear_regression", "compiled")
     assert row.target_met == 3 and row.target_reached == 3
@@ -84,7 +88,7 @@ def test_linear_regression_meets_its_target_and_records_time_to_target(df, raw):
 
 
 def test_failed_and_skipped_cells_keep_their_status_and_reason(df):
-    s = report.summary(df).set_index(["backend", "task", "mode"])
+    s = summary(df).set_index(["backend", "task", "mode"])
     raised = s.loc[("faulty", "linear_regression", "raise")]
     assert (raised.status, raised.ok, raised.repeats) == ("error", 0, 2)
     assert raised.message == "RuntimeError: second line of the message (×2)"
@@ -98,7 +102,7 @@ def test_failed_and_skipped_cells_keep_their_status_and_reason(df):
 def test_mixed_outcomes_are_counted_per_status(df):
     mixed = df[(df.backend == "fake") & (df.task == "linear_regression") & (df["mode"] == "eager")].copy()
     mixed.loc[mixed.index[0], ["status", "message"]] = ["oom", "worker killed by SIGKILL"]
-    row = report.summary(mixed).iloc[0]
+    row = summary(mixed).iloc[0]
     assert row.status == "ok 2/3, oom 1/3"
     assert row.message == "worker killed by SIGKILL"
     assert row.ok == 2
@@ -108,22 +112,22 @@ def test_same_configuration_in_two_runs_stays_two_rows_with_a_run_column(df, mon
     other = df.assign(run_id="other-run")
     other.loc[other.task == "mnist_mlp", "train_s"] *= 2
     both = pd.concat([df, other], ignore_index=True)
-    s = report.summary(both)
+    s = summary(both)
     assert len(s) == 24
     mlp = s[(s.backend == "fake") & (s.task == "mnist_mlp") & (s["mode"] == "eager") & (s.device == "cpu")]
     assert list(mlp.run) == ["other-run", "report-small"] and list(mlp.repeats) == [3, 3]
     assert mlp.iloc[0].train_s == pytest.approx(2 * mlp.iloc[1].train_s)
-    assert "run" in report.varying_keys(s) and "run" not in report.varying_keys(report.summary(df))
-    header, _ = _md_table(report.render(both, "md"))
+    assert "run" in varying_keys(s) and "run" not in varying_keys(summary(df))
+    header, _ = _md_table(render(both, "md"))
     assert "run" in header
 
 
 def test_empty_runs_say_so_in_every_format():
     empty = results.load([], root="nowhere")
-    assert "no records" in report.render(empty, "table")
-    assert "No records" in report.render(empty, "md")
-    assert "No records" in report.render(empty, "html")
-    assert json.loads(report.render(empty, "json"))["cells"] == []
+    assert "no records" in render(empty, "table")
+    assert "No records" in render(empty, "md")
+    assert "No records" in render(empty, "html")
+    assert json.loads(render(empty, "json"))["cells"] == []
 
 
 # -- terminal table ------------------------------------------------------------------------
@@ -145,26 +149,26 @@ def rich_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def test_terminal_overview_and_details(df, raw):
-    text = report.render(df, "table", width=260)
+    text = render(df, "table", width=260)
     tables = rich_tables(text)
     (_, m_header, m_rows), (_, c_header, c_rows) = tables[:2]
     assert m_header == c_header == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     overview = {tuple(r[:3]): r[3:] for r in m_rows}
     want = _expected(raw, "fake", "mnist_mlp", "eager", "cuda")
-    assert overview[("fake", "eager", "cuda")] == ["-", "-", report.fmt_seconds(want["train_s"])]
+    assert overview[("fake", "eager", "cuda")] == ["-", "-", fmt_seconds(want["train_s"])]
     assert overview[("faulty", "hang", "cpu")] == ["timeout", "-", "-"]
     cold = {tuple(r[:3]): r[3:] for r in c_rows}
-    assert cold[("fake", "eager", "cuda")][2] == report.fmt_seconds(want["cold_start_s"])
+    assert cold[("fake", "eager", "cuda")][2] == fmt_seconds(want["cold_start_s"])
     mlp = next((header, rows) for title, header, rows in tables if title.startswith("mnist_mlp;"))
     rows = {tuple(r[:3]): dict(zip(mlp[0], r)) for r in mlp[1]}
     want = _expected(raw, "fake", "mnist_mlp", "eager")
     row = rows[("fake", "eager", "cpu")]
-    assert row["train"] == report.fmt_seconds(want["train_s"])
-    assert row["cold"] == report.fmt_seconds(want["cold_start_s"])
-    assert row["epoch"] == report.fmt_seconds(want["steady_epoch_s"])
-    assert row["samples/s"] == report.fmt_rate(want["samples_per_s"])
-    assert row["excess"] == report.fmt_seconds(want["first_epoch_excess_s"])
-    assert row["data"] == report.fmt_mb(want["data_mb"]) == "7.6 MB"
+    assert row["train"] == fmt_seconds(want["train_s"])
+    assert row["cold"] == fmt_seconds(want["cold_start_s"])
+    assert row["epoch"] == fmt_seconds(want["steady_epoch_s"])
+    assert row["samples/s"] == fmt_rate(want["samples_per_s"])
+    assert row["excess"] == fmt_seconds(want["first_epoch_excess_s"])
+    assert row["data"] == fmt_mb(want["data_mb"]) == "7.6 MB"
     assert row["metric"] == "0.854 missed 0/3"
     assert row["status"] == "ok"
     assert "compile" not in mlp[0]  # no backend here reports a direct compile time
@@ -196,25 +200,25 @@ def _md_table(text: str) -> tuple[list[str], list[list[str]]]:
 
 
 def test_markdown_overview_is_backend_by_task(df, raw):
-    header, rows = _md_tables(report.render(df, "md"))[0]
+    header, rows = _md_tables(render(df, "md"))[0]
     assert header == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     cells = {tuple(r[:3]): dict(zip(header[3:], r[3:])) for r in rows}
     want = _expected(raw, "fake", "mnist_mlp", "eager")
-    assert cells[("fake", "eager", "cpu")] == {"linear_regression": report.fmt_seconds(
+    assert cells[("fake", "eager", "cpu")] == {"linear_regression": fmt_seconds(
         _expected(raw, "fake", "linear_regression", "eager")["train_s"]) + " ✓", "mnist_cnn": "skipped",
-        "mnist_mlp": report.fmt_seconds(want["train_s"])}
+        "mnist_mlp": fmt_seconds(want["train_s"])}
     assert cells[("faulty", "raise", "cpu")] == {"linear_regression": "error", "mnist_cnn": "-", "mnist_mlp": "-"}
     assert cells[("&lt;script&gt;alert(1)&lt;/script&gt;", "eager", "cpu")]["mnist_mlp"] == "error"
 
 
 def test_markdown_is_a_github_table_with_the_right_numbers(df, raw):
-    text = report.render(df, "md")
+    text = render(df, "md")
     header, rows = _md_table(text)
     assert all(len(r) == len(header) for r in rows)
     by_key = {tuple(r[:4]): dict(zip(header, r)) for r in rows}
     want = _expected(raw, "fake", "linear_regression", "compiled")
     row = by_key[("linear_regression", "fake", "compiled", "cpu")]
-    assert row["train"] == report.fmt_seconds(want["train_s"])
+    assert row["train"] == fmt_seconds(want["train_s"])
     assert row["final metric"] == f"mse {want['metric_value']:.4g} (met 3/3)"
     raised = by_key[("linear_regression", "faulty", "raise", "cpu")]
     assert raised["status"] == "error" and raised["train"] == "-"
@@ -226,29 +230,29 @@ def test_markdown_is_a_github_table_with_the_right_numbers(df, raw):
 
 
 def test_markdown_escapes_html_and_table_syntax(df):
-    text = report.render(df, "md")
+    text = render(df, "md")
     assert "<" not in text and ">" not in text.replace("&gt;", "")
     assert "| &lt;script&gt;alert(1)&lt;/script&gt; |" in text
     assert "synthetic &lt;img src=x onerror=alert(2)&gt; &amp; \"quoted\"" in text
     hostile = df.copy()
     hostile.loc[hostile.status == "error", "message"] = "a | b\nsecond | line"
-    for header, rows in _md_tables(report.render(hostile, "md")):
+    for header, rows in _md_tables(render(hostile, "md")):
         assert all(len(r) == len(header) for r in rows)
-    assert "a \\| b second \\| line" in report.render(hostile, "md")
+    assert "a \\| b second \\| line" in render(hostile, "md")
 
 
 def test_markdown_names_the_run_and_its_environment(df):
-    text = report.render(df, "md")
+    text = render(df, "md")
     env = df.iloc[0]
     assert f"run report-small ({len(df)} records" in text
-    assert report.md_escape(str(env.env_cpu_model)) in text
+    assert md_escape(str(env.env_cpu_model)) in text
     assert f"numpy {env.version_numpy}" in text
 
 
 # -- CSV and JSON --------------------------------------------------------------------------
 
 def test_csv_round_trips_the_summary(df, raw):
-    rows = list(csv.DictReader(io.StringIO(report.render(df, "csv"))))
+    rows = list(csv.DictReader(io.StringIO(render(df, "csv"))))
     assert len(rows) == 12
     row = next(r for r in rows if (r["backend"], r["task"], r["mode"], r["device"]) == ("fake", "mnist_mlp", "eager",
                                                                                            "cuda"))
@@ -259,7 +263,7 @@ def test_csv_round_trips_the_summary(df, raw):
 
 
 def test_json_has_runs_and_cells_with_nulls_for_missing_values(df, raw):
-    data = json.loads(report.render(df, "json"))
+    data = json.loads(render(df, "json"))
     assert [r["run_id"] for r in data["runs"]] == ["report-small"]
     assert data["runs"][0]["cpu_model"] == raw[0]["env"]["cpu_model"]
     assert data["runs"][0]["versions"]["numpy"] == raw[0]["env"]["versions"]["numpy"]
@@ -293,7 +297,7 @@ class _Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(df) -> tuple[str, _Page]:
-    text = report.render(df, "html")
+    text = render(df, "html")
     parsed = _Page()
     parsed.feed(text)
     return text, parsed
@@ -342,9 +346,9 @@ def test_html_chart_values_are_the_medians(df, raw, page):
     gpu = _expected(raw, "fake", "mnist_mlp", "eager", "cuda")
     text = text.replace("\u00a0", " ")  # bar values use no-break spaces
     # bar tooltips: "<category> / <series>: <value>"
-    assert f"<title>fake cpu / eager: {report.fmt_seconds(want['train_s'])}</title>" in text
-    assert f"<title>fake eager / cuda: {report.fmt_seconds(gpu['train_s'])}</title>" in text
-    s = report.summary(df)
+    assert f"<title>fake cpu / eager: {fmt_seconds(want['train_s'])}</title>" in text
+    assert f"<title>fake eager / cuda: {fmt_seconds(gpu['train_s'])}</title>" in text
+    s = summary(df)
     cpu = s[(s.backend == "fake") & (s.task == "mnist_mlp") & (s.device == "cpu")].set_index("mode")
     speedup = cpu.loc["eager", "steady_epoch_s"] / cpu.loc["compiled", "steady_epoch_s"]
     assert f"fake cpu / compiled: {speedup:.2f}×" in text
@@ -358,9 +362,9 @@ def test_html_overview_is_backend_by_task(page, raw):
     rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
     assert rows[0] == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     by_key = {tuple(r[:3]): r[3:] for r in rows[1:]}
-    mlp = report.fmt_seconds(_expected(raw, "fake", "mnist_mlp", "compiled")["train_s"])
+    mlp = fmt_seconds(_expected(raw, "fake", "mnist_mlp", "compiled")["train_s"])
     assert by_key[("fake", "compiled", "cpu")] == [
-        report.fmt_seconds(_expected(raw, "fake", "linear_regression", "compiled")["train_s"]) + " ✓", "-", mlp]
+        fmt_seconds(_expected(raw, "fake", "linear_regression", "compiled")["train_s"]) + " ✓", "-", mlp]
     assert by_key[("&lt;script&gt;alert(1)&lt;/script&gt;", "eager", "cpu")][2] == "error"
 
 
@@ -406,7 +410,7 @@ def test_cli_report_defaults_to_the_latest_run_and_writes_each_format(root, tmp_
     for fmt in ("md", "csv", "json", "html"):
         out = tmp_path / f"report.{fmt}"
         assert main(["report", "report-small", "--out", str(root), "--format", fmt, "--output", str(out)]) == 0
-        assert out.read_text(encoding="utf-8") == report.render(results.load([root / "report-small"]), fmt)
+        assert out.read_text(encoding="utf-8") == render(results.load([root / "report-small"]), fmt)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results", "report.md", "report.csv",
                                                                  "report.json", "report.html"])
 
@@ -429,17 +433,17 @@ def test_cli_report_bad_input_exits_2_and_writes_nothing(root, tmp_path, capsys)
 # -- sections other modules add ------------------------------------------------------------
 
 def test_an_extra_section_is_laid_out_by_every_format(df, monkeypatch):
-    def cost(records: pd.DataFrame, s: pd.DataFrame) -> report.Section:
+    def cost(records: pd.DataFrame, s: pd.DataFrame) -> Section:
         ok = s[s["ok"] > 0]
-        return report.Section("Keras cost", ["task", "backend", "ok cells"],
+        return Section("Keras cost", ["task", "backend", "ok cells"],
                               [[t, b, str(n)] for (t, b), n in ok.groupby(["task", "backend"]).size().items()],
                               note="cells per backend", names=frozenset({0, 1}), numeric=frozenset({2}))
 
-    monkeypatch.setattr("harness.report_tables.EXTRA_SECTIONS", [cost, lambda records, s: None])
-    text = report.render(df, "table", width=100)
+    monkeypatch.setattr("harness.report.tables.EXTRA_SECTIONS", [cost, lambda records, s: None])
+    text = render(df, "table", width=100)
     title, header, rows = next(t for t in rich_tables(text) if t[0].startswith("Keras cost"))
     assert header == ["task", "backend", "ok cells"] and ["mnist_mlp", "fake", "4"] in rows
-    md = report.render(df, "md")
+    md = render(df, "md")
     assert "#### Keras cost" in md and "| mnist_mlp | fake | 4 |" in md and "cells per backend" in md
-    page = report.render(df, "html")
+    page = render(df, "html")
     assert "<h2>Keras cost</h2>" in page and '<td class="num">4</td>' in page

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import report, results
-from harness.report_html import CSP
-from harness.svg_plots import PALETTE
+from harness import results
+from harness.report.html import CSP
+from harness.report.plots import PALETTE
+from harness.report.render import render
 
 SMALL = Path(__file__).parent / "fixtures" / "runs" / "report-small"
 WINDOW = (1400, 3000)
@@ -138,7 +139,7 @@ def remote_requests(netlog: Path) -> list[str]:
 
 def test_html_report_renders_with_plots_and_loads_nothing_remote(chromium, tmp_path):
     page = tmp_path / "report.html"
-    page.write_text(report.render(results.load([SMALL]), "html"), encoding="utf-8")
+    page.write_text(render(results.load([SMALL]), "html"), encoding="utf-8")
     png, netlog = tmp_path / "report.png", tmp_path / "net.json"
     screenshot(chromium, page, png, netlog)
     image = decode_png(png.read_bytes())
@@ -151,7 +152,7 @@ def test_html_report_renders_with_plots_and_loads_nothing_remote(chromium, tmp_p
 
 def test_the_checks_can_fail_a_page_without_plots_or_with_remote_loads(chromium, tmp_path):
     """The same report with its charts removed and a remote image added must fail both checks."""
-    text = report.render(results.load([SMALL]), "html")
+    text = render(results.load([SMALL]), "html")
     text = re.sub(r"<svg.*?</svg>", "", text, flags=re.S)
     text = text.replace(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "")
     text = text.replace("<h1>", '<img src="http://example.invalid/pixel.png" alt=""><h1>', 1)

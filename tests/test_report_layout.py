@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from rich.cells import cell_len
 
-from harness import report, results
-from harness.report_terminal import fit
+from harness import results
+from harness.report.render import render
+from harness.report.terminal import fit
 from tests.test_report import rich_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def _names(df: pd.DataFrame) -> set[str]:
 @pytest.mark.parametrize("run", list(RUNS))
 def test_every_line_fits_and_no_name_is_folded(run, width):
     df = RUNS[run]()
-    text = report.render(df, "table", width=width)
+    text = render(df, "table", width=width)
     too_wide = [line for line in text.splitlines() if cell_len(line) > width]
     assert not too_wide, too_wide[:3]
     names = _names(df)
@@ -63,7 +64,7 @@ def test_every_line_fits_and_no_name_is_folded(run, width):
 
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_the_long_failure_message_wraps_and_stays_whole(width):
-    text = report.render(_with_long_failure(), "table", width=width)
+    text = render(_with_long_failure(), "table", width=width)
     assert " ".join(text.split()).count(" ".join(LONG.split())) == 1
     assert "mnist_cnn torch compiled cpu: oom" in text
 
@@ -71,7 +72,7 @@ def test_the_long_failure_message_wraps_and_stays_whole(width):
 def test_constant_key_columns_give_way_before_timing_columns():
     """At 100 columns the reference run's device column (cpu everywhere) goes to the title; train and the
     steady epoch stay."""
-    text = report.render(results.load([REFERENCE]), "table", width=100)
+    text = render(results.load([REFERENCE]), "table", width=100)
     results_tables = [(title, header) for title, header, _ in rich_tables(text) if "train" in header]
     assert len(results_tables) == 4
     for title, header in results_tables:
@@ -92,7 +93,7 @@ def test_fit_drops_in_order_only_what_it_must():
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_the_reference_run_is_one_line_per_row_at_every_width(width):
     """No narrow column stacks a name letter by letter and no value wraps: columns give way instead."""
-    text = report.render(results.load([REFERENCE]), "table", width=width)
+    text = render(results.load([REFERENCE]), "table", width=width)
     body = [line for line in text.splitlines() if line.startswith("│")]
     continued = [line for line in body if not line.split("│")[1].strip()]
     assert body and not continued, continued[:3]

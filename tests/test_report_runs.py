@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import results
-from harness.cli import main
+from harness.cli.main import main
 
 SMALL = Path(__file__).parent / "fixtures" / "runs" / "report-small"
 

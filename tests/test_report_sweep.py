@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 
 from benchmarks.report_speed import synthetic_records
-from harness import report, results, timing
-from harness.report_html import MAX_LINES
-from harness.report_summary import bootstrap_ci_rows, summary
-from harness.report_tables import ROW_LIMIT
+from harness import results
+from harness.measure import stats
+from harness.report.html import MAX_LINES
+from harness.report.render import render
+from harness.report.summary import bootstrap_ci_rows, summary
+from harness.report.tables import ROW_LIMIT
 from tests.test_report import rich_tables
 
 
@@ -61,8 +63,8 @@ def _plain(df: pd.DataFrame) -> dict[str, dict]:
             "status": statuses[0] if len(statuses) == 1 else ", ".join(
                 f"{s} {sum(r['status'] == s for r in group)}/{len(group)}" for s in statuses),
             "train_s": statistics.median(train) if train else None,
-            "train_s_cv": timing.cv(train), "train_s_iqr": timing.iqr(train) if train else None,
-            "ci": timing.bootstrap_ci(train),
+            "train_s_cv": stats.cv(train), "train_s_iqr": stats.iqr(train) if train else None,
+            "ci": stats.bootstrap_ci(train),
             "cold_start_s": statistics.median(r["cold_start_s"] for r in ok) if ok else None,
             "peak_host_mb": max(r["peak_host_mb"] for r in ok) if ok else None,
             "target_met": sum(r["target_met"] is True for r in ok),
@@ -89,17 +91,17 @@ def test_summary_matches_a_per_configuration_computation(repeated):
 
 
 def test_batched_bootstrap_is_the_single_group_bootstrap(monkeypatch):
-    monkeypatch.setattr("harness.report_summary.BOOTSTRAP_CHUNK", 2 * 2000 * 5)  # two groups at a time
+    monkeypatch.setattr("harness.report.summary.BOOTSTRAP_CHUNK", 2 * 2000 * 5)  # two groups at a time
     values = np.random.default_rng(3).lognormal(size=(7, 5))
     batched = bootstrap_ci_rows(values)
     for row, ci in zip(values, batched):
-        assert tuple(ci) == pytest.approx(timing.bootstrap_ci(list(row)))
+        assert tuple(ci) == pytest.approx(stats.bootstrap_ci(list(row)))
 
 
 def test_a_sweep_shows_a_digest_in_every_format_and_says_so(sweep):
     s = summary(sweep)
     assert len(s) == 1000 > ROW_LIMIT
-    md = report.render(sweep, "md")
+    md = render(sweep, "md")
     assert "1,000 configurations: more than 60, so tables and charts show a digest" in md
     table_rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table_rows) < 3 * ROW_LIMIT
@@ -107,26 +109,26 @@ def test_a_sweep_shows_a_digest_in_every_format_and_says_so(sweep):
     shown = re.search(r"#### Fastest and slowest configurations of each task \((\d+) of 1,000\)", md)
     assert shown and int(shown.group(1)) <= ROW_LIMIT
 
-    text = report.render(sweep, "table", width=120)
+    text = render(sweep, "table", width=120)
     assert "1,000 configurations: more than 60" in " ".join(text.split())
     assert len(text.splitlines()) < 400
     overview = rich_tables(text)[0]
     assert overview[1][:3] == ["backend", "mode", "device"] and len(overview[2]) == 6  # 3 backends × 2 modes
 
-    page = report.render(sweep, "html")
+    page = render(sweep, "html")
     assert "1,000 configurations: more than 60" in page
     assert len(page) < 400_000
     assert page.count("<tr") < 4 * ROW_LIMIT
     for chart in re.findall(r"<svg.*?</svg>", page, re.S):  # each backend setting's fastest: 6 per task
         assert chart.count("<polyline") <= MAX_LINES and chart.count("</rect>") <= 6 * 3
 
-    cells = json.loads(report.render(sweep, "json"))["cells"]
-    assert len(cells) == len(pd.read_csv(io.StringIO(report.render(sweep, "csv")))) == 1000
+    cells = json.loads(render(sweep, "json"))["cells"]
+    assert len(cells) == len(pd.read_csv(io.StringIO(render(sweep, "csv")))) == 1000
 
 
 def test_the_digest_keeps_the_fastest_and_slowest_and_every_failure(sweep):
     s = summary(sweep)
-    md = report.render(sweep, "md")
+    md = render(sweep, "md")
     for task, group in s[s["ok"] > 0].groupby("task"):
         fastest = group.sort_values("train_s").iloc[0]
         slowest = group.sort_values("train_s").iloc[-1]
@@ -139,7 +141,7 @@ def test_the_digest_keeps_the_fastest_and_slowest_and_every_failure(sweep):
 
 def test_a_small_run_lists_every_configuration():
     df = _frame(synthetic_records(ROW_LIMIT, "small"))
-    md = report.render(df, "md")
+    md = render(df, "md")
     assert "digest" not in md and "#### Results" in md
     results_table = md.split("#### Results")[1].split("####")[0]
     assert len([line for line in results_table.splitlines() if line.startswith("| ")]) == ROW_LIMIT + 1

@@ -106,7 +106,7 @@ def test_records_are_plain_json(tmp_path):
 
 
 def test_gpus_are_found_through_the_driver_where_nvidia_smi_is_missing(tmp_path):
-    from harness import envinfo
+    from harness.measure import envinfo
 
     (tmp_path / "version").write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.03  Thu Oct 1\n")
     for i, bus in enumerate(("0000:00:05.0", "0000:00:06.0")):
@@ -120,8 +120,8 @@ def test_gpus_are_found_through_the_driver_where_nvidia_smi_is_missing(tmp_path)
 
 
 def test_a_long_text_is_cut_once_and_loads_as_it_was_saved():
-    from harness import record
-    from harness.safe_text import CUT, MAX_TEXT
+    from harness.store import record
+    from harness.store.safe_text import CUT, MAX_TEXT
 
     made, _ = record.conform({"cell_id": "c", "status": "error", "message": "\x1b" * 700 + "b" * 5000,
                               "details": {"k" * 3000: ["é" * 2500]}})

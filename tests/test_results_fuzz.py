@@ -11,8 +11,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness import record, results
-from harness.cli import main
+from harness import results
+from harness.cli.main import main
+from harness.store import record
 from tests.strategies import JSON_VALUES, TEXT
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"

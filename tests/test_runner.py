@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from harness import results, runs
-from harness.plan import Selection, plan
-from harness.registry import Registry
-from harness.runner import Runner
+from harness import results
+from harness.plugins.registry import Registry
+from harness.run import folders
+from harness.run.plan import Selection, plan
+from harness.run.runner import Runner
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistMLP
 from tests.fakes import FakeBackend, FaultyBackend
@@ -28,7 +29,7 @@ def registry() -> Registry:
 
 def _run(registry, tmp_path, **selection):
     sel = Selection(**{"tasks": ["linear_regression"], "epochs": 2, "latency_steps": 3, **selection})
-    state = runs.create(tmp_path, plan(registry, sel), {"cpu_model": "test cpu", "plugin_fact": "from the run"},
+    state = folders.create(tmp_path, plan(registry, sel), {"cpu_model": "test cpu", "plugin_fact": "from the run"},
                         ["bench", "test"])
     Runner().run(state)
     return state, results.load([state.run_dir])
@@ -58,7 +59,7 @@ def test_unsupported_layers_are_skipped_with_reason(registry, tmp_path):
 
 
 def test_crash_and_timeout_cells_are_recorded_and_others_unaffected(registry, tmp_path):
-    from harness import envinfo
+    from harness.measure import envinfo
 
     state, df = _run(registry, tmp_path, backends=["fake", "faulty"], modes=["eager", "ok", "raise", "hang"],
                      timeout_s=5)
@@ -87,7 +88,7 @@ def test_every_cell_runs_in_its_own_process(registry, tmp_path):
 
 
 def test_records_carry_their_workers_environment_and_measurements(registry, tmp_path):
-    from harness import envinfo
+    from harness.measure import envinfo
 
     state, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"], seed=3)
     row = df.iloc[0]
@@ -107,7 +108,7 @@ def test_records_carry_their_workers_environment_and_measurements(registry, tmp_
 
 def test_resume_runs_only_unfinished_cells(registry, tmp_path):
     state, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"])
-    reopened = runs.reopen(state.run_dir)
+    reopened = folders.reopen(state.run_dir)
     assert reopened.done == {df.iloc[0].cell_id}
     assert Runner().run(reopened) == []
 
@@ -123,7 +124,7 @@ def test_child_processes_do_not_inherit_signal_handlers(registry, tmp_path):
 
 def test_runner_environment_keeps_compile_caches_private(registry, tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    from harness.cell_process import child_env
+    from harness.cell.parent import child_env
 
     cell = plan(registry, Selection(backends=["fake"], tasks=["linear_regression"]))[0].cell
     env = child_env(cell, tmp_path)
@@ -154,7 +155,7 @@ def test_cells_get_private_compile_caches_and_share_the_runs_temporary_folder(re
 def test_a_signal_the_user_ignored_stays_ignored_during_a_run(registry, tmp_path):
     import signal
 
-    from harness.runner import QuietProgress
+    from harness.run.runner import QuietProgress
 
     seen = []
 
@@ -163,7 +164,7 @@ def test_a_signal_the_user_ignored_stays_ignored_during_a_run(registry, tmp_path
             seen.append((signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)))
 
     sel = Selection(backends=["fake"], tasks=["linear_regression"], epochs=1, latency_steps=0, modes=["eager"])
-    state = runs.create(tmp_path, plan(registry, sel), {}, ["bench", "test"])
+    state = folders.create(tmp_path, plan(registry, sel), {}, ["bench", "test"])
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under `nohup bench run`
     try:
         Runner(progress=Spy()).run(state)
@@ -176,10 +177,9 @@ def test_a_signal_the_user_ignored_stays_ignored_during_a_run(registry, tmp_path
 
 def test_a_worker_reports_its_outcome_even_when_it_cannot_read_its_environment(monkeypatch):
     """An out-of-memory cell's worker may fail to read its environment too; its record must still come back."""
-    from harness import envinfo
-    from harness.api import Cell
-    from harness.registry import class_ref
-    from harness.worker import run_cell
+    from harness.api import Cell, class_ref
+    from harness.cell.worker import run_cell
+    from harness.measure import envinfo
 
     def no_memory(*_):
         raise MemoryError

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from harness import timing
+from harness.measure import clock
 
 
 def test_every_clock_read_follows_a_sync_of_the_current_state(monkeypatch):
     log: list[str] = []
     ticks = iter(range(100))
 
-    def clock() -> float:
+    def fake_clock() -> float:
         log.append("clock")
         return float(next(ticks))
 
-    monkeypatch.setattr(timing, "clock", clock)
-    phases = timing.PhaseClock(lambda state: log.append(f"sync {state}"))
+    monkeypatch.setattr(clock, "clock", fake_clock)
+    phases = clock.PhaseClock(lambda state: log.append(f"sync {state}"))
 
     _, seconds = phases.run(lambda: log.append("import"))  # no state yet: nothing to sync
     assert log == ["clock", "import", "clock"] and seconds == 1.0
@@ -32,10 +32,27 @@ def test_every_clock_read_follows_a_sync_of_the_current_state(monkeypatch):
     assert log == ["sync epoch 1", "clock", "sync epoch 1", "clock"]
 
 
-def test_the_clock_is_the_machine_wide_monotonic_one():
+def test_a_time_read_in_one_process_is_comparable_in_another():
+    """cold_start_s subtracts the launcher's clock reading (another process) from the worker's: a reading
+    taken here and passed on must give, in a child process, an elapsed time within what really elapsed."""
+    import os
+    import subprocess
+    import sys
     import time
 
-    # cold_start_s subtracts the launcher's clock (another process) from the worker's: it must be one clock.
-    assert timing.clock is time.monotonic
+    from harness.cell.worker_phases import SPAWNED_ENV
+
+    before = time.monotonic()
+    spawned = clock.clock()
+    child = subprocess.run(
+        [sys.executable, "-c", "from harness.measure.clock import clock; from harness.cell.worker_phases import spawn_time;"
+         "now = clock(); print(now - spawn_time(now))"],
+        env={**os.environ, SPAWNED_ENV: repr(spawned)}, capture_output=True, text=True, check=True)
+    elapsed_outside = time.monotonic() - before
+    elapsed_inside = float(child.stdout)
+    assert 0 < elapsed_inside <= elapsed_outside
+
+
+def test_a_phase_that_raises_raises_through_the_clock():
     with pytest.raises(ZeroDivisionError):
-        timing.PhaseClock(lambda s: None).run(lambda: 1 / 0)
+        clock.PhaseClock(lambda s: None).run(lambda: 1 / 0)

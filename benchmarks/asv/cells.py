@@ -13,12 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import results, runs
-from harness.api import Cell
-from harness.commands import QUICK  # `bench run --quick`'s sizes: the quick profile means the same
-from harness.plan import PlannedCell
-from harness.registry import Registry, build_registry, class_ref
-from harness.runner import Runner
+from harness import results
+from harness.api import Cell, class_ref
+from harness.cli.cmd_run import (
+    QUICK,  # `bench run --quick`'s sizes: the quick profile means the same
+)
+from harness.plugins.registry import Registry, build_registry
+from harness.run import folders
+from harness.run.plan import PlannedCell
+from harness.run.runner import Runner
 
 PROFILES = ("quick", "full")
 
@@ -64,7 +67,7 @@ def record(folder: str, cell: Cell) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory(prefix="bench-asv-") as tmp:
-        state = runs.create(Path(tmp), [PlannedCell(cell)], {}, ["asv"])
+        state = folders.create(Path(tmp), [PlannedCell(cell)], {}, ["asv"])
         Runner().run(state)
         row = results.load([state.run_dir]).iloc[0]
         values = {k: _plain(v) for k, v in row.items() if k != "env"}

@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.envinfo import usable_cores
-from harness.worker import batch_order  # the raw loops take the harness's own order
+from harness.cell.worker_phases import (
+    batch_order,  # the raw loops take the harness's own order
+)
+from harness.measure.envinfo import usable_cores
 
 clock = time.perf_counter
 STARTED = clock()  # this module is imported first, so this is (nearly) the script's start
@@ -96,7 +98,7 @@ def parse_args(framework: str, modes: Sequence[str], argv: Sequence[str] | None 
 
 def pin(threads: int | None) -> int:
     """Pin this process exactly as a harness worker pins itself; must run before the framework loads."""
-    from harness.worker import pin_threads
+    from harness.cell.worker import pin_threads
 
     threads = threads or usable_cores()
     pin_threads(threads)
@@ -145,7 +147,7 @@ def score(work: Workload, outputs) -> dict[str, float]:
     """Test-split loss and metric, computed in NumPy the same way the harness scores every backend."""
     import numpy as np
 
-    from harness.metrics import score as harness_score
+    from harness.measure.metrics import score as harness_score
 
     return harness_score(work.task.loss, work.task.metric, np.asarray(outputs), work.data.y_test)
 

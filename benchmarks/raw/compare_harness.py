@@ -4,7 +4,7 @@
 
 For every backend × task × mode (× repeat) it runs the raw loop (benchmarks/raw/raw_<framework>.py)
 in its own process, then the same cell through the `bench run` command line, each pinned to the
-same threads the same way (harness.worker.pin_threads), with the same initial weights, batch order,
+same threads the same way (harness.cell.worker.pin_threads), with the same initial weights, batch order,
 batch size and epochs, and prints the steady-state epoch times and their ratio harness/raw (the
 issue's target, ≤ 1.05, applies only where the raw epoch takes at least 0.5 s), then what each costs
 besides training ("fixed": process start, import, data, build, evaluation; the harness also
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.raw.common import DEFAULT_EPOCHS, TASKS
-from harness.cell_process import private_caches
+from harness.cell.parent import private_caches
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = {"torch": "raw_torch", "tensorflow": "raw_tf", "jax": "raw_jax"}
@@ -102,7 +102,7 @@ def _common_options(args: argparse.Namespace) -> list[str]:
 
 def _env(scratch: Path) -> dict[str, str]:
     """The child's environment: the repository importable, and cold private compile caches, as the
-    harness's runner gives each cell (harness/runner.py), so neither side reuses the other's compilations."""
+    harness's runner gives each cell (harness/run/runner.py), so neither side reuses the other's compilations."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     env.update(private_caches(scratch))

@@ -108,7 +108,15 @@ def build_net(spec: Any, weights: list[dict[str, Any]]) -> Any:
     import torch
     from torch import nn
 
-    from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ReLU, output_shapes
+    from harness.model import (
+        LSTM,
+        Conv2D,
+        Dense,
+        Flatten,
+        MaxPool2D,
+        ReLU,
+        output_shapes,
+    )
 
     def set_(param: torch.nn.Parameter, value: np.ndarray) -> None:
         with torch.no_grad():

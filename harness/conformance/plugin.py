@@ -9,7 +9,14 @@ from __future__ import annotations
 import pytest
 
 from harness.api import OPTIMIZERS
-from harness.conformance.support import Case, Subject, SubjectError, Unusable, open_backend, resolve
+from harness.conformance.support import (
+    Case,
+    Subject,
+    SubjectError,
+    Unusable,
+    open_backend,
+    resolve,
+)
 
 _SUBJECT = pytest.StashKey[Subject]()
 

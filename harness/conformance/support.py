@@ -8,8 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from harness.api import DEVICES, Backend, Cell, Dataset, Hyperparams, Task, Weights
-from harness.registry import build_registry, class_ref, load_ref, names
+from harness.api import (
+    DEVICES,
+    Backend,
+    Cell,
+    Dataset,
+    Hyperparams,
+    Task,
+    Weights,
+    class_ref,
+    load_ref,
+)
+from harness.plugins.registry import build_registry, names
 
 TRAIN_SIZE = 256  # samples: enough for 8 steps of 32, small enough for any backend on a CPU
 TEST_SIZE = 128

@@ -14,7 +14,6 @@ from harness.conformance.support import Case, Subject, hyperparams_for
 from harness.model import LAYER_KINDS
 
 
-
 def _strings(value) -> bool:
     return isinstance(value, (tuple, list, frozenset, set)) and all(isinstance(v, str) and v for v in value)
 
@@ -81,9 +80,9 @@ def test_supports_at_least_one_task(subject: Subject):
 
 PROBE = """
 import json, sys
-import harness.api, harness.model, harness.registry, tasks.builtin
+import harness.api, harness.model, harness.plugins.registry, tasks.builtin
 from harness.api import Cell
-from harness.registry import load_ref
+from harness.api import load_ref
 before = {module!r} in sys.modules
 cls = load_ref({ref!r})
 cls.availability()

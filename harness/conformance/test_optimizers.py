@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.conformance.support import Subject, batch_order, nonzero_bias_weights, weights_differences
+from harness.conformance.support import (
+    Subject,
+    batch_order,
+    nonzero_bias_weights,
+    weights_differences,
+)
 from harness.conformance.update_rules import ReferenceOptimizer, linear_mse_grads
 
 STEPS = 6

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness.conformance.support import Subject, batch_order
-from harness.timing import median
+from harness.measure.stats import median
 
 EPOCHS = 5
 SLACK_S = 0.1  # plus half the steady epoch: far above noise on small epochs, far below a compile

@@ -9,16 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import metrics, reference, results, runs
+from harness import results
 from harness.api import Cell
+from harness.cell.worker import run_cell
 from harness.conformance.support import Case, Subject
-from harness.plan import PlannedCell
-from harness.runner import Runner
-from harness.worker import run_cell
+from harness.measure import metrics, reference
+from harness.run import folders
+from harness.run.plan import PlannedCell
+from harness.run.runner import Runner
 
 
 def test_a_cell_trains_through_the_worker(available: Subject, case: Case):
-    """Two epochs through harness.worker.run_cell: a complete record, reference parity, and learning."""
+    """Two epochs through harness.cell.worker.run_cell: a complete record, reference parity, and learning."""
     cell = available.cell(case, hp=case.hp.replace(epochs=2), latency_steps=3)
     out = run_cell(cell)
     if out["status"] == "skipped":
@@ -47,7 +49,7 @@ def test_a_cell_runs_in_a_worker_subprocess(available: Subject):
     assert case is not None, "no supported task"
     cell: Cell = available.cell(case, hp=case.hp.replace(epochs=1), latency_steps=2, timeout_s=600)
     with tempfile.TemporaryDirectory(prefix="bench-conformance-") as tmp:
-        state = runs.create(Path(tmp), [PlannedCell(cell)], {}, ["conformance"])
+        state = folders.create(Path(tmp), [PlannedCell(cell)], {}, ["conformance"])
         Runner().run(state)
         record = results.load([state.run_dir]).iloc[0]
         log = (state.run_dir / record.log).read_text() if record.log else ""

@@ -7,8 +7,14 @@ import copy
 
 import numpy as np
 
-from harness import metrics, reference
-from harness.conformance.support import Case, Subject, batch_order, nonzero_bias_weights, weights_differences
+from harness.conformance.support import (
+    Case,
+    Subject,
+    batch_order,
+    nonzero_bias_weights,
+    weights_differences,
+)
+from harness.measure import metrics, reference
 
 LOSS_RTOL = 1e-5
 

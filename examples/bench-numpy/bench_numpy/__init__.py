@@ -4,9 +4,8 @@ This module is what the `bench.plugins` entry point names. It only registers the
 Backend class; the numerical code is imported by the backend in the worker process.
 """
 
-from harness import hookimpl
-
 from bench_numpy.backend import NumpyBackend
+from harness import hookimpl
 
 __all__ = ["NumpyBackend", "bench_backends"]
 __version__ = "0.1.0"

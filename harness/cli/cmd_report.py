@@ -1,0 +1,35 @@
+"""`bench report`: earlier runs as a table, Markdown, CSV, JSON or one HTML page (result files only)."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.cli.loading import records
+from harness.cli.output import emit
+from harness.exits import EXIT_OK, RESULTS_ENV, choose, results_root
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="show results of earlier runs (reads result files only)")
+    report.add_argument("runs", nargs="*", metavar="RUN",
+                        help="run ids, run folders, records files or 'latest' (default: 'latest', the newest run by "
+                             "start time that is not a committed results/reference-* run)")
+    report.add_argument("--format", default="table",
+                        help="table (default), md (GitHub Markdown), csv, json, or html (one self-contained page "
+                             "with plots)")
+    report.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
+    report.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
+    report.set_defaults(handler=report_command)
+
+
+def report_command(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness import results
+    from harness.report.render import FORMATS, render
+
+    root = results_root(args.out)
+    choose("format", [args.format], FORMATS)
+    paths = [results.resolve(r, root) for r in (args.runs or ["latest"])]
+    df = records(paths, root)
+    text = render(df, args.format)  # everything is rendered before anything is written
+    emit(text, args.output)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""bench compare: two runs (or two backends of one run) cell by cell, with intervals and a gate."""

@@ -1,0 +1,86 @@
+"""Planning: turn the user's selection into the list of cells to run."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from harness.api import Cell, Task, class_ref
+from harness.plugins.registry import Registry
+
+
+@dataclass
+class Selection:
+    """What the user asked for; None means the default for each backend or task."""
+
+    backends: list[str]
+    tasks: list[str]
+    modes: list[str] | None = None  # None: each backend's best mode (the last of its modes)
+    devices: list[str] | None = None  # None: each backend's best device here (cuda when a GPU is visible)
+    precision: str = "fp32"
+    repeat: int = 1
+    epochs: int | None = None
+    batch_sizes: list[int | None] = field(default_factory=lambda: [None])
+    optimizers: list[str | None] = field(default_factory=lambda: [None])
+    lrs: list[float | None] = field(default_factory=lambda: [None])
+    threads: list[int | None] = field(default_factory=lambda: [None])
+    weight_decay: float | None = None
+    seed: int = 0
+    train_size: int | None = None
+    test_size: int | None = None
+    timeout_s: float = 1800.0
+    latency_steps: int = 20
+
+
+class PlanError(ValueError):
+    """The selection can't make sense (e.g. a batch larger than the training set)."""
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    skip_reason: str | None = None  # known before any process starts (framework missing, unsupported)
+
+
+def best_device(backend: type, gpu_present: bool) -> str:
+    return "cuda" if gpu_present and "cuda" in backend.devices else "cpu"
+
+
+def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[PlannedCell]:
+    """Every combination, repeats outermost so slow drift spreads over all cells alike."""
+    planned: list[PlannedCell] = []
+    tasks: dict[str, Task] = {name: registry.tasks[name]() for name in sel.tasks}
+    for task in tasks.values():
+        problem = task.size_problem(sel.train_size, sel.test_size)
+        if problem:
+            raise PlanError(problem)
+    for repeat in range(sel.repeat):
+        for backend_name in sel.backends:
+            backend = registry.backends[backend_name]
+            availability = backend.availability()
+            devices = sel.devices or [best_device(backend, gpu_present)]
+            for task_name, device, optimizer, batch_size, lr, threads in itertools.product(
+                sel.tasks, devices, sel.optimizers, sel.batch_sizes, sel.lrs, sel.threads
+            ):
+                task = tasks[task_name]
+                hp = task.hyperparams(optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=sel.epochs,
+                                      weight_decay=sel.weight_decay)
+                samples = task.train_samples(sel.train_size)
+                if hp.batch_size > samples:
+                    raise PlanError(f"batch size {hp.batch_size} exceeds the {samples} training samples of {task_name}")
+                for mode in sel.modes or list(backend.modes[-1:]):
+                    cell = Cell(
+                        backend=backend_name, task=task_name, mode=mode, device=device, hp=hp,
+                        precision=sel.precision, seed=sel.seed, repeat=repeat, train_size=sel.train_size,
+                        test_size=sel.test_size, threads=threads, timeout_s=sel.timeout_s,
+                        latency_steps=sel.latency_steps, backend_ref=class_ref(backend),
+                        task_ref=class_ref(type(task)),
+                    )
+                    reason = availability.reason if not availability.ok else backend.unsupported_reason(task, cell)
+                    planned.append(PlannedCell(cell, reason))
+    ids = [p.cell.cell_id for p in planned]
+    if len(set(ids)) < len(ids):  # one record per id: a second cell with the same id would never be resumed
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise PlanError(f"two cells of the plan would both be {twice}: give each grid value once "
+                        "(learning rates must differ within 6 significant digits)")
+    return planned
