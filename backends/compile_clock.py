@@ -19,29 +19,47 @@ from typing import Callable, Iterator
 
 
 class CompileClock:
-    """Compile seconds since construction, leaving out those spent inside `aside()` blocks."""
+    """Compile seconds since construction, leaving out those spent inside `aside()` blocks.
 
-    def __init__(self, read: Callable[[], float], source: str):
+    `expected`: this mode compiles something for training, so a counter that never moved was not read (a
+    framework release renamed it), and the reading is unknown rather than 0 s measured."""
+
+    def __init__(self, read: Callable[[], float], source: str, expected: bool = False):
         self._read = read
         self.source = source  # how the framework measured it, e.g. "jax.monitoring: trace + lower + compile"
-        self._start = read()
+        self.expected = expected
+        self.problem: str | None = None
+        self._start = self._value()
         self._aside = 0.0
+
+    def _value(self) -> float:
+        try:
+            return float(self._read())
+        except (LookupError, AttributeError, TypeError, ValueError) as exc:
+            self.problem = f"the framework's compile counter could not be read ({type(exc).__name__}: {exc})"
+            return 0.0
 
     @contextlib.contextmanager
     def aside(self) -> Iterator[None]:
         """What the framework compiles in here is not training this model's (scoring it, a toolchain warm-up)."""
-        before = self._read()
+        before = self._value()
         try:
             yield
         finally:
-            self._aside += self._read() - before
+            self._aside += self._value() - before
 
     def seconds(self) -> float:
-        return self._read() - self._start - self._aside
+        return self._value() - self._start - self._aside
 
-    def reading(self) -> tuple[float, str]:
-        """(seconds, source): what Backend.compile_time returns."""
-        return self.seconds(), self.source
+    def reading(self) -> tuple[float | None, str]:
+        """(seconds, source): what Backend.compile_time returns; (None, why) when the counter cannot be trusted."""
+        seconds = self.seconds()
+        if self.problem:
+            return None, f"unknown: {self.problem}"
+        if self.expected and seconds <= 0:
+            return None, (f"unknown: {self.source} read 0 s though this mode compiles (a counter or event this "
+                          "framework version renamed?)")
+        return seconds, self.source
 
 
 class SpanUnion:

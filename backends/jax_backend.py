@@ -50,6 +50,8 @@ class JaxState:
     compile_clock: CompileClock
     info: dict[str, Any] = field(default_factory=dict)
     memory_at_reset: dict[str, int] | None = None  # the device's memory stats when training began
+    pending: Any = None  # inference cells: the last predict_batch's outputs, which sync waits for
+    hp: Any = None  # the cell's Hyperparams: the penalties `loss` adds
 
 
 def _describe(jax: Any, device: Any, cell: Cell, task: Task, epoch_loop: str, time_loop: str, opt_text: str,
@@ -95,6 +97,7 @@ class JaxBackend(Backend):
     modes = ("eager", "compiled")
     devices = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16")
+    penalties = frozenset({"weight_decay", "l1"})
 
     @classmethod
     def settings_problem(cls) -> str | None:
@@ -153,7 +156,7 @@ class JaxBackend(Backend):
             problem = self.device_problem(cell)
             if problem:
                 raise RuntimeError(problem)
-        compile_clock = CompileClock(_compile_spans.total, COMPILE_SOURCE)
+        compile_clock = CompileClock(_compile_spans.total, COMPILE_SOURCE, expected=True)  # eager compiles each op
         compiled = cell.mode == "compiled"
         epoch_loop, time_loop = jax_loops.loops_for(task.name, cell.device, compiled)
         compute_dtype = jnp.bfloat16 if cell.precision == "bf16" else jnp.float32
@@ -176,16 +179,31 @@ class JaxBackend(Backend):
         # (optax's step count) would give the second epoch a different signature, and a recompile.
         opt_state = jax.device_put(opt.init(params), self.device)
         info = _describe(jax, self.device, cell, task, epoch_loop, time_loop, opt_text, jnp.dtype(compute_dtype).name)
-        return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, compile_clock, info)
+        return JaxState(params, opt_state, device_data, epoch, apply, loss_fn, compile_clock, info, hp=cell.hp)
 
     def train_epoch(self, state: JaxState, order: np.ndarray) -> JaxState:
         order_dev = self.jax.device_put(order.astype(np.int32), self.device)
         d = state.data
-        state.params, state.opt_state = state.epoch(state.params, state.opt_state, d["x_train"], d["y_train"], order_dev)
+        state.params, state.opt_state = state.epoch(
+            state.params, state.opt_state, d["x_train"], d["y_train"], order_dev
+        )
         return state
 
     def sync(self, state: JaxState) -> None:
-        self.jax.block_until_ready((state.params, state.opt_state))
+        # The last prediction too: JAX dispatches asynchronously, and a device runs its programs in order.
+        self.jax.block_until_ready((state.params, state.opt_state, state.pending))
+
+    def predict_batch(self, state: JaxState, x: np.ndarray) -> Any:
+        """jax.device_put of the host rows, then the mode's apply (op by op in eager, jax.jit in compiled:
+        compiled once per batch size); the outputs are kept for sync, not waited for."""
+        if "inference" not in state.info:
+            state.info["inference"] = ("predict_batch: jax.device_put(x), then the forward "
+                                       + ("jax.jit-compiled (once per batch size)" if hasattr(state.apply, "lower")
+                                          else "op by op (un-jitted)")
+                                       + "; outputs left on the device, sync blocks on them")
+        with state.compile_clock.aside():
+            state.pending = state.apply(state.params, self.jax.device_put(x, self.device))
+        return state.pending
 
     def predict(self, state: JaxState, split: str) -> np.ndarray:
         x = state.data[f"x_{split}"] if split in ("train", "test") else None
@@ -197,16 +215,30 @@ class JaxBackend(Backend):
             return np.concatenate([np.asarray(out) for out in outputs])
 
     def loss(self, state: JaxState, indices: np.ndarray) -> float:
+        from backends import jax_optim
+
         with state.compile_clock.aside():
             idx = self.jax.device_put(np.asarray(indices, np.int32), self.device)
-            return float(state.loss_fn(state.params, state.data["x_train"][idx], state.data["y_train"][idx]))
+            data_loss = float(state.loss_fn(state.params, state.data["x_train"][idx], state.data["y_train"][idx]))
+            return data_loss + (jax_optim.penalty(state.params, state.hp) if state.hp else 0.0)
+
+    def predict_rows(self, state: JaxState, split: str, rows: np.ndarray) -> np.ndarray:
+        x = state.data[f"x_{split}"] if split in ("train", "test") else None
+        if x is None:
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        rows = np.asarray(rows, np.int32)
+        with state.compile_clock.aside():
+            chunks = [self.jax.device_put(rows[start:start + PREDICT_BATCH], self.device)
+                      for start in range(0, len(rows), PREDICT_BATCH)]
+            outputs = [state.apply(state.params, x[idx]) for idx in chunks]
+            return np.concatenate([np.asarray(out) for out in outputs])
 
     def get_weights(self, state: JaxState) -> Weights:
         from backends import jax_model
 
         return jax_model.weights_from_params(state.params)
 
-    def compile_time(self, state: JaxState) -> tuple[float, str]:
+    def compile_time(self, state: JaxState) -> tuple[float | None, str]:
         return state.compile_clock.reading()
 
     def _memory_stats(self) -> dict[str, int] | None:

@@ -9,7 +9,9 @@ optax 0.2.8's source and tested against NumPy in tests/test_backend_jax.py):
 Adagrad is written here: optax.scale_by_rss divides by sqrt(a + eps) (eps inside
 the root) where the spec has sqrt(a) + eps.
 Coupled L2 weight decay is optax.add_decayed_weights chained *before* the
-optimizer, so the decay term goes through the moments like the gradient does.
+optimizer, so the decay term goes through the moments like the gradient does;
+L1 likewise, as add_l1_subgradient (optax has no L1 transformation): l1 * sign(w),
+with jnp.sign(0) = 0 (jax.grad of jnp.abs would give 1 at 0).
 Imports JAX; only ever imported by jax_backend inside the worker.
 """
 
@@ -43,6 +45,30 @@ def scale_by_adagrad(initial_accumulator: float, eps: float) -> optax.GradientTr
     return optax.GradientTransformation(init, update)
 
 
+def add_l1_subgradient(l1: float) -> optax.GradientTransformation:
+    """u = g + l1 * sign(w), sign(0) = 0: L1's subgradient added to the gradient, as the L2 term is."""
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g, p: g + l1 * jnp.sign(p), updates, params), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def penalty(params: Any, hp: Hyperparams) -> float:
+    """l1 * ||w||_1 + (weight_decay / 2) * ||w||^2 over the params pytree, in float32 (what `loss` adds)."""
+    leaves = jax.tree.leaves(params)
+    total = 0.0
+    if hp.l1:
+        total += hp.l1 * sum(float(jnp.sum(jnp.abs(p))) for p in leaves)
+    if hp.weight_decay:
+        total += 0.5 * hp.weight_decay * sum(float(jnp.sum(jnp.square(p))) for p in leaves)
+    return total
+
+
 def make_optimizer(hp: Hyperparams) -> tuple[optax.GradientTransformation, str]:
     """The optimizer for hp, every constant taken from hp, and a line saying what it is."""
     name = hp.optimizer
@@ -64,6 +90,8 @@ def make_optimizer(hp: Hyperparams) -> tuple[optax.GradientTransformation, str]:
                 f"initial_accumulator={hp.initial_accumulator:g}, eps={hp.eps:g}")
     else:
         raise ValueError(f"unknown optimizer {name!r}")
+    if hp.l1:
+        core, text = optax.chain(add_l1_subgradient(hp.l1), core), f"add_l1_subgradient({hp.l1:g}) then {text}"
     if hp.weight_decay:
         return (optax.chain(optax.add_decayed_weights(hp.weight_decay), core),
                 f"optax.add_decayed_weights({hp.weight_decay:g}) then {text}")

@@ -4,8 +4,14 @@ keras-tensorflow, keras-jax and keras-torch build a keras.Sequential of Keras's 
 with Keras's loss, metric and optimizers (backends/keras_model.py, keras_optim.py) and train one
 `model.fit` call per epoch on the harness's batch order (keras_feed.py). eager is
 `run_eagerly=True`; compiled is `jit_compile=True` (XLA on TensorFlow and JAX, torch.compile on
-PyTorch). The engine is chosen per cell through KERAS_BACKEND before Keras is imported, and gets the
-same process settings as the native backend on that engine (threads, log level, no preallocation,
+PyTorch); default is `model.compile(optimizer, loss, metrics)` and nothing more, as the seeds call it,
+with whatever Keras resolves `jit_compile="auto"` to on the engine and machine (recorded in details:
+no XLA for TensorFlow on a CPU-only machine, jax.jit on JAX, no torch.compile on torch). default is
+the last mode, the one a run without --mode takes: the Keras rows then say what the seeds' users run,
+and forced XLA is not Keras's best everywhere (issue 22: the seed's CNN program, Keras's defaults on
+TensorFlow on a CPU, ran its steady epochs at 11.6-14.5 s, keras-tensorflow compiled at 17.4-20.2 s).
+The engine is chosen per cell through KERAS_BACKEND before Keras is imported, and gets the same
+process settings as the native backend on that engine (threads, log level, no preallocation,
 TF32 off), so the two differ only by Keras.
 
 Neither Keras nor an engine is imported here at module level: the parent process never imports one.
@@ -23,6 +29,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
+from backends.compile_clock import SpanUnion
 from backends.jax_backend import JaxBackend
 from backends.tf_backend import TensorFlowBackend
 from backends.torch_backend import TorchBackend
@@ -50,15 +57,21 @@ class KerasState:
     test: tuple[np.ndarray, np.ndarray]
     feed: Any = None  # engine-specific staged copy of the training arrays (tf.data's tensors)
     facts: dict[str, Any] = field(default_factory=dict)
+    mode: str = "eager"  # the cell's
+    predict_call: Any = None  # inference cells: what predict_batch calls (backends/keras_inference.py)
+    pending: Any = None  # the last predict_batch's outputs, which sync waits for where the engine is asynchronous
+    memory_at_reset: Any = None  # device memory when training began: peak_device_mb counts above it
 
 
-class CompileClock:
-    """Seconds the engine reports having spent compiling while a training epoch ran (evaluation's
-    compiles between epochs are not counted)."""
+class TrainingCompileSpans:
+    """The compile spans the engine reports while a training epoch runs (evaluation's compiles between epochs
+    are not counted), as the length of their union: a compile nested in another counts once, as for the
+    native JAX backend (backends/compile_clock.py SpanUnion)."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.union = SpanUnion()
         self.active = False
+        self.reported = False  # any span seen at all: a compiled mode that saw none did not read its counter
 
     @contextlib.contextmanager
     def training(self) -> Iterator[None]:
@@ -68,9 +81,15 @@ class CompileClock:
         finally:
             self.active = False
 
-    def add(self, seconds: float) -> None:
+    def add(self, start: float, end: float) -> None:
+        self.reported = True
         if self.active:
-            self.seconds += seconds
+            self.union.add(start, end)
+
+    def reading(self, source: str, compiles: bool) -> tuple[float | None, str]:
+        if compiles and not self.reported:
+            return None, f"unknown: {source} reported nothing though this mode compiles (renamed events?)"
+        return self.union.total(), source
 
 
 class KerasBackend(Backend):
@@ -79,14 +98,16 @@ class KerasBackend(Backend):
     engine: ClassVar[str]  # KERAS_BACKEND's value
     native: ClassVar[type[Backend]]  # the native backend on the same engine: its process settings are reused
     compiled_text: ClassVar[str]  # what jit_compile=True does on this engine
+    uncompiled_text: ClassVar[str]  # what jit_compile=False without run_eagerly does on this engine
     sync_text: ClassVar[str]  # how sync waits
     feeding_text: ClassVar[str] = PYDATASET
     module = "keras"
     in_default_run = False  # the native backends are the table a plain run is for; `--backend all` adds these
     distributions = ("keras",)
-    modes = ("eager", "compiled")
+    modes = ("eager", "compiled", "default")
     devices = ("cpu", "cuda")
     precisions = ("fp32",)
+    penalties = frozenset({"weight_decay", "l1"})
 
     @classmethod
     def availability(cls) -> Availability:
@@ -105,7 +126,7 @@ class KerasBackend(Backend):
         return {**self.native().configure(cell), "KERAS_BACKEND": self.engine}
 
     def import_framework(self, cell: Cell) -> None:
-        self.clock = CompileClock()
+        self.clock = TrainingCompileSpans()
         self.engine_backend = self.native()
         self.import_engine(cell)
         import keras
@@ -136,13 +157,16 @@ class KerasBackend(Backend):
         # No keras.utils.set_random_seed: nothing here draws random numbers (the weights are the harness's),
         # and it imports TensorFlow into every engine's process when TensorFlow is installed.
         spec = task.model()
-        model = keras_model.build_model(spec, cell.hp.weight_decay)
+        model = keras_model.build_model(spec, cell.hp.weight_decay, cell.hp.l1)
         model.set_weights(keras_model.to_keras(spec, weights))
         loss_fn = keras_model.loss_object(task.loss)
         compiled = cell.mode == "compiled"
-        model.compile(optimizer=keras_optim.make_optimizer(cell.hp), loss=loss_fn,
-                      metrics=[keras_model.metric_object(task.metric)], run_eagerly=not compiled,
-                      jit_compile=compiled, steps_per_execution=1)
+        optimizer, metrics = keras_optim.make_optimizer(cell.hp), [keras_model.metric_object(task.metric)]
+        if cell.mode == "default":  # what the seeds call: Keras decides jit_compile ("auto") and the rest
+            model.compile(optimizer=optimizer, loss=loss_fn, metrics=metrics)
+        else:
+            model.compile(optimizer=optimizer, loss=loss_fn, metrics=metrics, run_eagerly=not compiled,
+                          jit_compile=compiled, steps_per_execution=1)
         if compiled and not model.jit_compile:  # device_problem skips these cells first; never run eager as compiled
             raise RuntimeError("Keras turned jit_compile off for this model")
         labels = np.int32 if task.loss == "cross_entropy" else np.float32
@@ -154,14 +178,16 @@ class KerasBackend(Backend):
             "model": "keras.Sequential: " + " → ".join(describe_layer(layer) for layer in model.layers),
             "loss": f"{type(loss_fn).__name__} (Keras), metric {task.metric} (Keras)",
             "optimizer": f"{cell.hp.optimizer}: {keras_optim.IMPLEMENTATION[cell.hp.optimizer]}",
-            "weight_decay": (f"coupled L2: keras.regularizers.L2({cell.hp.weight_decay / 2:g}) on every parameter"
-                             if cell.hp.weight_decay else "none"),
+            "penalties": describe_regularizer(model, cell.hp.weight_decay, cell.hp.l1),
             "fit": FIT,
-            "mode": self.mode_text(cell.mode),
+            "mode": self.mode_text(cell.mode, bool(model.jit_compile)),
+            # What Keras settled on after compile: for `default`, what jit_compile="auto" resolved to here.
+            "keras_resolved": {"jit_compile": bool(model.jit_compile), "run_eagerly": bool(model.run_eagerly),
+                               "steps_per_execution": int(model.steps_per_execution)},
             "predict": f"model(x, training=False), {PREDICT_BATCH} rows at a time",
             "sync": self.sync_text,
         }
-        return KerasState(spec, cell.device, model, loss_fn, train, test, self.stage(train), facts)
+        return KerasState(spec, cell.device, model, loss_fn, train, test, self.stage(train), facts, mode=cell.mode)
 
     def stage(self, train: tuple[np.ndarray, np.ndarray]) -> Any:
         """The training arrays in the form the feeding path gathers from (numpy: as they are)."""
@@ -173,13 +199,28 @@ class KerasBackend(Backend):
 
         return OrderedBatches(*state.train, order)
 
-    def mode_text(self, mode: str) -> str:
-        return "run_eagerly=True: op by op" if mode == "eager" else f"jit_compile=True: {self.compiled_text}"
+    def mode_text(self, mode: str, jit_compile: bool) -> str:
+        if mode == "eager":
+            return "run_eagerly=True: op by op"
+        if mode == "compiled":
+            return f"jit_compile=True: {self.compiled_text}"
+        resolved = (f"jit_compile=True: {self.compiled_text}" if jit_compile
+                    else f"jit_compile=False: {self.uncompiled_text}")
+        return f"model.compile() defaults (jit_compile='auto', run_eagerly=False); Keras resolved {resolved}"
 
     def train_epoch(self, state: KerasState, order: np.ndarray) -> KerasState:
         feed = self.batches(state, order)  # built inside the timed epoch: part of what a Keras user pays
         with self.clock.training():
             state.model.fit(feed, epochs=1, verbose=0, shuffle=False, callbacks=self.fit_callbacks(state))
+        return state
+
+    def train_step(self, state: KerasState, batch: np.ndarray) -> KerasState:
+        """One step as Keras takes one on its own: model.train_on_batch, not a model.fit call around one batch
+        (whose callbacks, data adapter and epoch set-up would be most of a "step")."""
+        state.facts["step_latency"] = "model.train_on_batch(x, y), one call per step (host arrays)"
+        x, y = state.train
+        with self.clock.training():
+            state.model.train_on_batch(x[batch], y[batch])
         return state
 
     def fit_callbacks(self, state: KerasState) -> list:
@@ -201,13 +242,41 @@ class KerasBackend(Backend):
                       for i in range(0, len(x), PREDICT_BATCH)]
         return np.concatenate(chunks)
 
+    def predict_batch(self, state: KerasState, x: np.ndarray) -> Any:
+        """eager: model(x, training=False); compiled and default: model.predict (keras_inference.CALLS)."""
+        from backends import keras_inference
+
+        if state.predict_call is None:
+            state.predict_call = keras_inference.call_way(state.model, state.mode, self.inference)
+        state.pending = state.predict_call(x)
+        return state.pending
+
+    def outputs_to_host(self, state: KerasState, outputs: Any) -> np.ndarray:
+        from keras import ops
+
+        return np.asarray(ops.convert_to_numpy(outputs))
+
     def loss(self, state: KerasState, indices: np.ndarray) -> float:
         from keras import ops
 
         x, y = state.train
         rows = np.asarray(indices, np.int64)
         with self.inference():
-            return float(ops.convert_to_numpy(state.loss_fn(y[rows], state.model(x[rows], training=False))))
+            data_loss = float(ops.convert_to_numpy(state.loss_fn(y[rows], state.model(x[rows], training=False))))
+            # The regularizers' terms, as Keras adds them to the loss it trains on (model.losses, computed afresh).
+            return data_loss + sum(float(ops.convert_to_numpy(term)) for term in state.model.losses)
+
+    def predict_rows(self, state: KerasState, split: str, rows: np.ndarray) -> np.ndarray:
+        from keras import ops
+
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        x, _ = state.train if split == "train" else state.test
+        rows = np.asarray(rows, np.int64)
+        with self.inference():
+            chunks = [ops.convert_to_numpy(state.model(x[rows[i: i + PREDICT_BATCH]], training=False))
+                      for i in range(0, len(rows), PREDICT_BATCH)]
+        return np.concatenate(chunks)
 
     def get_weights(self, state: KerasState) -> Weights:
         from backends.keras_model import from_keras
@@ -215,7 +284,14 @@ class KerasBackend(Backend):
         return from_keras(state.spec, state.model.get_weights())
 
     def details(self, state: KerasState) -> dict[str, Any]:
-        return {**state.facts, "feeding": self.feeding_text, **self.engine_facts()}
+        facts = {**state.facts, "feeding": self.feeding_text, **self.engine_facts()}
+        if state.predict_call is not None:  # an inference cell: name the call it timed, and what the others cost
+            from backends import keras_inference
+
+            facts["inference_call"] = keras_inference.CALLS.get(state.mode, state.mode)
+            facts["inference_calls_compared"] = keras_inference.compare_calls(state.model, state.test[0][:1],
+                                                                              self.inference)
+        return facts
 
     def engine_facts(self) -> dict[str, Any]:
         return {}
@@ -232,6 +308,16 @@ def describe_layer(layer: Any) -> str:
     if getattr(layer, "return_sequences", False):
         args.append("sequences")
     return f"{type(layer).__name__}({', '.join(args)})" if args else type(layer).__name__
+
+
+def describe_regularizer(model: Any, weight_decay: float, l1: float) -> str:
+    """The penalties as the model carries them: which regularizer, with what coefficients, on every parameter."""
+    if not weight_decay and not l1:
+        return "none"
+    reg = next((v.regularizer for v in model.trainable_variables if v.regularizer is not None), None)
+    name = f"{type(reg).__module__.split('.')[0]}.{type(reg).__name__}" if reg is not None else "no regularizer (!)"
+    return (f"{name}(l1={l1:g}, l2={weight_decay / 2:g}) on every parameter: l1 * ||w||_1 + "
+            f"(weight_decay / 2) * ||w||^2 added to the loss")
 
 
 def jit_refusal(task: Task) -> str | None:
@@ -255,13 +341,16 @@ class KerasTensorFlow(KerasBackend):
     engine = "tensorflow"
     native = TensorFlowBackend
     compiled_text = "XLA (Keras's train step in tf.function(jit_compile=True))"
+    uncompiled_text = ("Keras's train step in tf.function, a TensorFlow graph without XLA (Keras's 'auto' turns XLA "
+                       "off where TensorFlow sees no GPU)")
     sync_text = "host read (.numpy()) of the parameter the optimizer updates last"
     feeding_text = TF_DATA
 
     @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
         reason = super().unsupported_reason(task, cell)
-        if reason is None and cell.mode == "compiled" and cell.device == "cuda" and "LSTM" in task.model().layer_kinds():
+        if (reason is None and cell.mode == "compiled" and cell.device == "cuda"
+                and "LSTM" in task.model().layer_kinds()):
             # keras.layers.LSTM takes cuDNN on a TensorFlow GPU and then marks itself not jit-compilable.
             reason = ("Keras runs LSTM on cuDNN on a TensorFlow GPU, which XLA cannot compile: \"Model doesn't support "
                       "`jit_compile=True`. Proceeding with `jit_compile=False`.\"")
@@ -294,16 +383,21 @@ class KerasTensorFlow(KerasBackend):
 
         if state.device == "cuda":
             tf.config.experimental.reset_memory_stats("GPU:0")
+            state.memory_at_reset = tf.config.experimental.get_memory_info("GPU:0")["current"]
 
     def peak_device_mb(self, state: KerasState) -> float | None:
+        """As the native backends: the peak above what the staged data and the built model held (the schema's
+        peak_device_mb), not the allocator's absolute peak."""
         import tensorflow as tf
 
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if state.device == "cuda" else None
+        if state.device != "cuda":
+            return None
+        return (tf.config.experimental.get_memory_info("GPU:0")["peak"] - state.memory_at_reset) / 2**20
 
     def compile_time(self, state: KerasState) -> tuple[float, str] | None:
-        if not state.model.jit_compile:
+        if state.model.run_eagerly:
             return 0.0, "run_eagerly=True: Keras traces and compiles no train step"
-        return None  # TensorFlow does not report XLA's compile time
+        return None  # TensorFlow reports neither XLA's compile time nor, to Keras, its tf.function tracing
 
     def engine_facts(self) -> dict[str, Any]:
         import tensorflow as tf
@@ -325,6 +419,7 @@ class KerasJax(KerasBackend):
     engine = "jax"
     native = JaxBackend
     compiled_text = "XLA (Keras's train step in jax.jit, one call per batch)"
+    uncompiled_text = "no jax.jit: Keras's train step op by op"
     sync_text = "jax.block_until_ready on every model and optimizer variable"
 
     def import_engine(self, cell: Cell) -> None:
@@ -339,8 +434,9 @@ class KerasJax(KerasBackend):
         self.guarded = False
 
         def on_event(event: str, duration: float, **_: Any) -> None:
-            if event in JAX_COMPILE_EVENTS:
-                clock.add(duration)
+            if event in JAX_COMPILE_EVENTS:  # reported as it ends: the span is the duration up to now
+                now = time.perf_counter()
+                clock.add(now - duration, now)
             if event == JAX_COMPILE_EVENTS[-1]:
                 self.compiles += 1
 
@@ -368,28 +464,20 @@ class KerasJax(KerasBackend):
 
     def sync(self, state: KerasState) -> None:
         model = state.model
-        self.jax.block_until_ready([v.value for v in [*model.variables, *model.optimizer.variables]])
+        variables = [v.value for v in [*model.variables, *model.optimizer.variables]]
+        self.jax.block_until_ready([*variables, state.pending])  # the last prediction too: JAX is asynchronous
 
     def reset_peak_device(self, state: KerasState) -> None:
-        self.peak_at_reset = self._peak_bytes()
+        state.memory_at_reset = self.engine_backend._memory_stats()
 
     def peak_device_mb(self, state: KerasState) -> float | None:
-        # JAX's peak can't be reset: it is training's own only when it rose after the reset.
-        peak, before = self._peak_bytes(), getattr(self, "peak_at_reset", None)
-        if peak is None or before is None or peak <= before:
-            return None
-        return peak / 2**20
+        # The native JAX backend's reading (above what training began with; unknown when JAX's unresettable
+        # peak did not rise), so the column means one thing for both.
+        return self.engine_backend._training_peak(state)[0]
 
-    def _peak_bytes(self) -> int | None:
-        device = getattr(self.engine_backend, "device", None)
-        try:
-            stats = device.memory_stats() if device is not None else None
-        except Exception:  # noqa: BLE001 - not every platform reports memory
-            return None
-        return (stats or {}).get("peak_bytes_in_use")
-
-    def compile_time(self, state: KerasState) -> tuple[float, str] | None:
-        return self.clock.seconds, "jax.monitoring during training epochs: trace + lower + backend compile"
+    def compile_time(self, state: KerasState) -> tuple[float | None, str] | None:
+        return self.clock.reading("jax.monitoring during training epochs: trace + lower + backend compile (their "
+                                  "union)", compiles=True)  # eager too: JAX compiles each op
 
     def engine_facts(self) -> dict[str, Any]:
         return {"device": str(getattr(self.engine_backend, "device", "?")),
@@ -404,6 +492,7 @@ class KerasTorch(KerasBackend):
     compiled_text = ("torch.compile of Keras's train step, default mode: dynamo breaks the graph at loss.backward(), "
                      "so forward and loss are one graph (its backward compiled with it), the optimizer update and "
                      "metrics another; Keras's foreach SGD update does not trace and runs eagerly")
+    uncompiled_text = "no torch.compile: Keras's train step in eager PyTorch (Keras's 'auto' on torch)"
     sync_text = "torch.cuda.synchronize on a GPU; CPU ops return when done"
 
     def configure(self, cell: Cell) -> dict[str, str]:
@@ -432,7 +521,7 @@ class KerasTorch(KerasBackend):
 
         def on_end(_: Any) -> None:
             if started:
-                clock.add(time.perf_counter() - started.pop())
+                clock.add(started.pop(), time.perf_counter())
 
         torch._dynamo.callback.on_compile_start(on_start)
         torch._dynamo.callback.on_compile_end(on_end)
@@ -453,14 +542,17 @@ class KerasTorch(KerasBackend):
 
         if state.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+            state.memory_at_reset = torch.cuda.memory_allocated()
 
     def peak_device_mb(self, state: KerasState) -> float | None:
+        """Above what the staged data and the built model held, as the native backends count it."""
         import torch
 
-        return torch.cuda.max_memory_allocated() / 2**20 if state.device == "cuda" else None
+        return (torch.cuda.max_memory_allocated() - state.memory_at_reset) / 2**20 if state.device == "cuda" else None
 
-    def compile_time(self, state: KerasState) -> tuple[float, str] | None:
-        return self.clock.seconds, "torch._dynamo compile callbacks during training epochs (dynamo + inductor)"
+    def compile_time(self, state: KerasState) -> tuple[float | None, str] | None:
+        return self.clock.reading("torch._dynamo compile callbacks during training epochs (dynamo + inductor; "
+                                  "nested compiles once)", compiles=bool(state.model.jit_compile))
 
     def engine_facts(self) -> dict[str, Any]:
         import torch

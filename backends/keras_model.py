@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from keras import ops
 
 from harness.api import Weights
 from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, ReLU
@@ -18,12 +19,37 @@ from harness.model import LSTM, Conv2D, Dense, Flatten, MaxPool2D, ModelSpec, Re
 KERAS_ORDER = {Dense: ("kernel", "bias"), Conv2D: ("kernel", "bias"), LSTM: ("kernel", "recurrent_kernel", "bias")}
 
 
-def build_model(spec: ModelSpec, weight_decay: float) -> keras.Sequential:
+class ZeroAtZeroL1L2(keras.regularizers.L1L2):
+    """keras.regularizers.L1L2 whose L1 term has the gradient l1 * sign(w), 0 at 0, on every engine: the same
+    value, l1 * sum(w * sign(w)) = l1 * sum(|w|), with sign(w) held constant. Keras's own takes the gradient
+    of ops.absolute, which is 1 at 0 on JAX (jnp.abs), so a weight at exactly 0 (every bias, at the start)
+    would get l1 where bench's rule has 0."""
+
+    def __call__(self, x):
+        total = ops.convert_to_tensor(0.0, dtype=x.dtype)
+        if self.l1 != 0.0:
+            total += ops.cast(self.l1, x.dtype) * ops.sum(ops.multiply(x, ops.stop_gradient(ops.sign(x))))
+        if self.l2 != 0.0:
+            total += ops.cast(self.l2, x.dtype) * ops.sum(ops.square(x))
+        return total
+
+
+def regularizer(weight_decay: float, l1: float) -> keras.regularizers.Regularizer | None:
+    """The cell's penalties as one Keras regularizer for every parameter, or None. Coupled L2 (the harness's
+    weight_decay, added to every parameter's gradient) is Keras's L2 with coefficient weight_decay / 2:
+    d/dw (wd/2 * sum w^2) = wd * w; L1 is Keras's L1 with coefficient l1, whose gradient l1 * sign(w) is 0 at
+    0 on TensorFlow and torch, and ZeroAtZeroL1L2 on JAX, where it would not be."""
+    if not weight_decay and not l1:
+        return None
+    kind = ZeroAtZeroL1L2 if l1 and keras.backend.backend() == "jax" else keras.regularizers.L1L2
+    return kind(l1=l1, l2=weight_decay / 2)
+
+
+def build_model(spec: ModelSpec, weight_decay: float, l1: float = 0.0) -> keras.Sequential:
     """The network as keras.Sequential. A ReLU right after a Dense or Conv2D becomes that layer's
-    `activation="relu"` (the seeds' way); any other ReLU is a keras.layers.ReLU. Coupled L2 (the
-    harness's weight_decay, added to every parameter's gradient) is Keras's L2 regularizer on every
-    parameter with coefficient weight_decay / 2: d/dw (wd/2 * sum w^2) = wd * w."""
-    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    `activation="relu"` (the seeds' way); any other ReLU is a keras.layers.ReLU. The penalties are one
+    regularizer on every parameter (`regularizer`)."""
+    reg = regularizer(weight_decay, l1)
     layers: list = [keras.Input(shape=spec.input_shape)]
     kinds = spec.layers
     for i, layer in enumerate(kinds):

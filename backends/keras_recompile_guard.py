@@ -3,8 +3,8 @@
 Keras's JAX LSTM under run_eagerly=True is one: each call runs lax.scan over a new closure, so XLA compiles
 each layer's scan, forward and backward, on every batch (6 programs and 1.4-1.9 s a batch of 128 for the
 MNIST LSTM on a 2-core CPU: benchmarks/keras_jax_eager_lstm.py), and the process runs out of memory maps
-(vm.max_map_count) within the first epoch. Counting compiles at each batch's start costs a Python call and no host sync. Imported only inside
-a worker, after Keras.
+(vm.max_map_count) within the first epoch. Counting compiles at each batch's start costs a Python call and no host sync.
+Imported only inside a worker, after Keras.
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ class TensorFlowBackend(Backend):
     modes = ("eager", "compiled")
     devices = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16")
+    penalties = frozenset({"weight_decay", "l1"})
 
     @classmethod
     def compiled_strategy(cls, task_name: str, device: str) -> str:
@@ -85,7 +86,8 @@ class TensorFlowBackend(Backend):
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
         reason = super().unsupported_reason(task, cell)
         if reason is None and cell.device == "cpu" and cell.precision != "fp32":
-            reason = f"precision {cell.precision!r} is offered on cuda only (TF32 is a GPU mode; bf16 unmeasured on CPU)"
+            reason = (f"precision {cell.precision!r} is offered on cuda only "
+                      "(TF32 is a GPU mode; bf16 unmeasured on CPU)")
         return reason
 
     # -- worker side -------------------------------------------------------
@@ -134,7 +136,8 @@ class TensorFlowBackend(Backend):
         from backends.tf_train import EAGER, STRATEGIES, make_programs
 
         read_tracing = tracing_seconds_reader()
-        compile_clock = CompileClock(read_tracing, COMPILE_SOURCE) if read_tracing else None
+        compile_clock = (CompileClock(read_tracing, COMPILE_SOURCE, expected=cell.mode == "compiled")
+                         if read_tracing else None)
         device = "/GPU:0" if cell.device == "cuda" else "/CPU:0"
         compute_dtype = tf.bfloat16 if cell.precision == "bf16" else tf.float32
         label_dtype = np.int64 if task.loss == "cross_entropy" else np.float32
@@ -188,13 +191,50 @@ class TensorFlowBackend(Backend):
                       for i in range(0, x.shape[0], PREDICT_BATCH)]
         return np.concatenate(chunks)
 
+    def predict_batch(self, state: TFState, x: np.ndarray) -> Any:
+        """Host rows to the device (tf.constant under the cell's device), then the mode's forward: the Python
+        forward op by op in eager; in compiled, the tf.function the evaluations use, which follows the compiled
+        strategy (XLA where it trains with XLA, else a graph), traced once for any batch size (XLA compiles
+        each size at its first call). The outputs stay on the device; sync's host read of a parameter is
+        ordered after them on a GPU, and on a CPU TF returns when done."""
+        import tensorflow as tf
+
+        if "inference" not in state.facts:
+            strategy = state.facts["strategy"]
+            compiled = "XLA" if strategy.startswith("xla") else "graph, no XLA"
+            state.facts["inference"] = (
+                "predict_batch: tf.constant(x) on the device, then "
+                + ("the forward op by op (no tf.function)" if strategy == "eager" else
+                   f"the forward in one tf.function ({compiled}, the evaluations' program)")
+                + "; outputs left on the device")
+        with tf.device(state.device):
+            return state.programs.forward(tf.constant(x))
+
+    def outputs_to_host(self, state: TFState, outputs: Any) -> np.ndarray:
+        return outputs.numpy()
+
     def loss(self, state: TFState, indices: np.ndarray) -> float:
         import tensorflow as tf
+
+        from backends.tf_optim import penalty
 
         with tf.device(state.device), _aside(state):
             idx = tf.constant(np.asarray(indices, np.int64))
             x_all, y_all = state.train
-            return float(state.programs.batch_loss(tf.gather(x_all, idx), tf.gather(y_all, idx)).numpy())
+            data_loss = float(state.programs.batch_loss(tf.gather(x_all, idx), tf.gather(y_all, idx)).numpy())
+            return data_loss + penalty(state.optimizer.hp, state.net.variables_in_order)
+
+    def predict_rows(self, state: TFState, split: str, rows: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        x, _ = state.train if split == "train" else state.test
+        rows = np.asarray(rows, np.int64)
+        with tf.device(state.device), _aside(state):
+            chunks = [state.programs.forward(tf.gather(x, tf.constant(rows[i: i + PREDICT_BATCH]))).numpy()
+                      for i in range(0, len(rows), PREDICT_BATCH)]
+        return np.concatenate(chunks)
 
     def get_weights(self, state: TFState) -> Weights:
         return state.net.get_weights()

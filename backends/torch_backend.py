@@ -21,10 +21,18 @@ import numpy as np
 
 import harness
 from backends.compile_clock import CompileClock
+from backends.torch_cuda_events import SteadyEpochEvents
 from harness.api import Backend, Cell, Dataset, Task, Weights
 
 PREDICT_BATCH = 2000
 COMPILE_SOURCE = "torch._dynamo compile-time metrics: dynamo + AOTAutograd + inductor (forward and backward)"
+INFERENCE_TEXT = {
+    "eager": "predict_batch: torch.from_numpy(x).to(device) (channels-last NCHW for conv nets), then the network's "
+             "eager forward under no_grad; outputs left on the device",
+    "compiled": "predict_batch: torch.from_numpy(x).to(device), then torch.compile(network) (inductor, default mode: "
+                "no CUDA graphs) under no_grad, compiled at the first call of each batch size until dynamo marks "
+                "the batch dimension dynamic; outputs left on the device",
+}
 CAPTURE_SOURCE = " + CUDA graph capture (timed around torch.cuda.graph)"
 
 
@@ -34,7 +42,9 @@ def dynamo_compile_seconds() -> float:
     # Only torch.compile loads torch._dynamo: not loaded means nothing compiled, and importing it
     # just to read zeros would cost seconds.
     utils = sys.modules.get("torch._dynamo.utils")
-    return float(utils.calculate_time_spent().get("total_wall_time", 0.0)) if utils else 0.0
+    if utils is None:
+        return 0.0
+    return float(utils.calculate_time_spent()["total_wall_time"])  # KeyError if renamed: unknown, never 0 s
 
 
 @dataclass
@@ -54,6 +64,8 @@ class TorchState:
     compile_clock: CompileClock
     facts: dict[str, Any] = field(default_factory=dict)
     memory_at_reset: int = 0  # bytes allocated on the GPU when training began
+    infer_forward: Any = None  # inference cells: the mode's forward (torch.compile'd in compiled), made at first use
+    epoch_events: SteadyEpochEvents | None = None  # cuda only: one steady epoch timed by CUDA events too
 
 
 class TorchBackend(Backend):
@@ -63,6 +75,7 @@ class TorchBackend(Backend):
     modes = ("eager", "compiled")
     devices = ("cpu", "cuda")
     precisions = ("fp32", "tf32", "bf16")
+    penalties = frozenset({"weight_decay", "l1"})
 
     @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
@@ -101,7 +114,7 @@ class TorchBackend(Backend):
 
         from backends import torch_model, torch_optim, torch_train
 
-        compile_clock = CompileClock(dynamo_compile_seconds, COMPILE_SOURCE)
+        compile_clock = CompileClock(dynamo_compile_seconds, COMPILE_SOURCE, expected=cell.mode == "compiled")
         device = torch.device(cell.device)
         spec = task.model()
         torch.manual_seed(cell.seed)  # nothing here is random; this only makes that certain
@@ -135,16 +148,18 @@ class TorchBackend(Backend):
             optimizer = torch_optim.make_optimizer(params, cell.hp, capturable=graphed)
             facts["optimizer"] = type(optimizer).__name__
             facts["optimizer_args"] = {k: v for k, v in optimizer.defaults.items() if not isinstance(v, torch.Tensor)}
+            if cell.hp.l1:
+                facts["l1"] = f"l1 * torch.sign(w) added to every gradient before optimizer.step (l1={cell.hp.l1:g})"
 
             def reset() -> None:
                 torch_optim.reset_state(optimizer, cell.hp)
                 optimizer.zero_grad(set_to_none=True)  # grads are then allocated from the graph's private pool
 
             if cell.mode == "eager":
-                step = torch_train.eager_step(loss_at, optimizer)
+                step = torch_train.eager_step(loss_at, optimizer, cell.hp.l1)
                 facts["step"] = "eager: zero_grad, forward, loss, backward, optimizer.step"
             else:
-                step = torch_train.compiled_step(loss_at, optimizer)
+                step = torch_train.compiled_step(loss_at, optimizer, cell.hp.l1)
                 facts["step"] = ("torch.compile(forward+loss; inductor also compiles its backward) + "
                                  "torch.compile(optimizer.step)")
                 facts["lstm"] = ("nn.LSTM runs as ATen's fused LSTM op between compiled graphs (dynamo does not "
@@ -159,15 +174,19 @@ class TorchBackend(Backend):
             if graphed:
                 step = torch_train.graphed_step(step, reset, params, cell.hp.batch_size, device, facts)
         return TorchState(task, cell, device, net, optimizer, x_train, y_train, x_test, y_test, loss_at, step,
-                          autocast, compile_clock, facts)
+                          autocast, compile_clock, facts,
+                          epoch_events=SteadyEpochEvents(device) if device.type == "cuda" else None)
 
     def train_epoch(self, state: TorchState, order: np.ndarray) -> TorchState:
         import torch
 
         rows = torch.from_numpy(order).to(state.device)
         step = state.step
+        end = state.epoch_events.begin(rows.shape[0]) if state.epoch_events else None
         for i in range(rows.shape[0]):
             step(rows[i])
+        if end is not None:
+            state.epoch_events.finish(end)
         return state
 
     def sync(self, state: TorchState) -> None:
@@ -188,22 +207,57 @@ class TorchBackend(Backend):
                 outputs.append(state.net(x[start: start + PREDICT_BATCH]).float().cpu())
         return torch.cat(outputs).numpy()
 
+    def predict_batch(self, state: TorchState, x: np.ndarray) -> Any:
+        """Host rows to the device (as build stages data: channels-last NCHW for conv nets), then the forward under
+        no_grad: eager, or torch.compile of the network in compiled mode (inductor's default mode, no CUDA
+        graphs; recompiled for a new batch size until dynamo marks the batch dimension dynamic)."""
+        import torch
+
+        from backends import torch_model
+
+        if state.infer_forward is None:
+            state.infer_forward = torch.compile(state.net) if state.cell.mode == "compiled" else state.net
+            state.facts["inference"] = INFERENCE_TEXT[state.cell.mode]
+        inputs = torch_model.device_inputs(state.task.model(), x, state.device)
+        with torch.no_grad(), state.autocast():
+            return state.infer_forward(inputs)
+
+    def outputs_to_host(self, state: TorchState, outputs: Any) -> np.ndarray:
+        return outputs.float().cpu().numpy()
+
     def loss(self, state: TorchState, indices: np.ndarray) -> float:
         import torch
 
+        from backends import torch_optim
+
         with torch.no_grad():
             idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(state.device)
-            return float(state.loss_at(idx))
+            data_loss = float(state.loss_at(idx))
+        trainable = [p for p in state.net.parameters() if p.requires_grad]
+        return data_loss + torch_optim.penalty(trainable, state.cell.hp)
+
+    def predict_rows(self, state: TorchState, split: str, rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = state.x_train if split == "train" else state.x_test if split == "test" else None
+        if x is None:
+            raise ValueError(f"unknown split {split!r} (choose from: train, test)")
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(state.device)
+        outputs = []
+        with torch.no_grad(), state.autocast():
+            for start in range(0, len(idx), PREDICT_BATCH):
+                outputs.append(state.net(x[idx[start: start + PREDICT_BATCH]]).float().cpu())
+        return torch.cat(outputs).numpy()
 
     def get_weights(self, state: TorchState) -> Weights:
         from backends import torch_model
 
         return torch_model.read_weights(state.net, state.task.model())
 
-    def compile_time(self, state: TorchState) -> tuple[float, str]:
+    def compile_time(self, state: TorchState) -> tuple[float | None, str]:
         seconds, source = state.compile_clock.reading()
         capture_s = state.facts.get("cuda_graph_capture_s")
-        if capture_s is not None:
+        if capture_s is not None and seconds is not None:
             seconds, source = seconds + capture_s, source + CAPTURE_SOURCE
         return seconds, source
 
@@ -239,6 +293,8 @@ class TorchBackend(Backend):
         }
         if state.device.type == "cuda":
             facts["device_name"] = torch.cuda.get_device_name(state.device)
+        if state.epoch_events is not None:
+            facts.update(state.epoch_events.facts())
         return facts
 
 

@@ -8,6 +8,8 @@ passed explicitly so that no torch default leaks in:
   adam:           Adam without amsgrad and with coupled weight decay (not AdamW);
   rmsprop:        RMSprop with alpha = rho, not centered, no momentum;
   adagrad:        Adagrad with lr_decay 0 and the accumulator starting at initial_accumulator.
+torch.optim has coupled L2 (`weight_decay`) but no L1: `add_l1` adds l1 * sign(w) (torch.sign(0) = 0)
+to every gradient before the optimizer's step, so the rule sees it as it sees the L2 term.
 """
 
 from __future__ import annotations
@@ -34,6 +36,30 @@ def optimizer_settings(hp: Hyperparams) -> tuple[type[torch.optim.Optimizer], di
         return torch.optim.Adagrad, {**common, "lr_decay": 0.0, "eps": hp.eps,
                                      "initial_accumulator_value": hp.initial_accumulator}
     raise ValueError(f"unknown optimizer {hp.optimizer!r}")
+
+
+def add_l1(optimizer: torch.optim.Optimizer, l1: float) -> None:
+    """g += l1 * sign(w) for every parameter with a gradient, in place, before `optimizer.step()`."""
+    if not l1:
+        return
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.add_(torch.sign(p), alpha=l1)
+
+
+def penalty(params: Iterable[torch.Tensor], hp: Hyperparams) -> float:
+    """l1 * ||w||_1 + (weight_decay / 2) * ||w||^2 over `params`, in their own precision (the objective's part
+    that `Backend.loss` adds to the data loss)."""
+    total = 0.0
+    with torch.no_grad():
+        for p in params:
+            if hp.l1:
+                total += hp.l1 * float(p.abs().sum())
+            if hp.weight_decay:
+                total += 0.5 * hp.weight_decay * float(p.square().sum())
+    return total
 
 
 def make_optimizer(params: Iterable[torch.Tensor], hp: Hyperparams, capturable: bool = False) -> torch.optim.Optimizer:
@@ -94,6 +120,8 @@ class FunctionalOptimizer:
         for i, (w, g) in enumerate(zip(params, grads)):
             if hp.weight_decay:
                 g = g + hp.weight_decay * w
+            if hp.l1:
+                g = g + hp.l1 * torch.sign(w)
             if hp.optimizer == "sgd":
                 w.sub_(hp.lr * g)
             elif hp.optimizer == "momentum":
@@ -120,5 +148,5 @@ class FunctionalOptimizer:
         hp = self.hp
         names = {"sgd": ("lr",), "momentum": ("lr", "momentum"), "adam": ("lr", "beta1", "beta2", "eps"),
                  "rmsprop": ("lr", "rho", "eps"), "adagrad": ("lr", "initial_accumulator", "eps")}[hp.optimizer]
-        args = ", ".join(f"{n}={getattr(hp, n):g}" for n in (*names, "weight_decay"))
+        args = ", ".join(f"{n}={getattr(hp, n):g}" for n in (*names, "weight_decay", "l1"))
         return f"{hp.optimizer} written in tensor ops, traced into the step ({args})"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.torch_optim import FunctionalOptimizer
+from backends.torch_optim import FunctionalOptimizer, add_l1
 from harness.store.safe_text import last_line
 
 Step = Callable[[torch.Tensor], None]
@@ -42,24 +42,27 @@ def batch_loss(net: nn.Module, loss_kind: str, x: torch.Tensor, y: torch.Tensor,
     return loss_at
 
 
-def eager_step(loss_at: LossFn, optimizer: torch.optim.Optimizer) -> Step:
-    """The loop a user writes first."""
+def eager_step(loss_at: LossFn, optimizer: torch.optim.Optimizer, l1: float = 0.0) -> Step:
+    """The loop a user writes first (with L1 added to the gradients, which torch.optim has no option for)."""
 
     def step(idx: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss_at(idx).backward()
+        add_l1(optimizer, l1)
         optimizer.step()
 
     return step
 
 
-def compiled_step(loss_at: LossFn, optimizer: torch.optim.Optimizer) -> Step:
+def compiled_step(loss_at: LossFn, optimizer: torch.optim.Optimizer, l1: float = 0.0) -> Step:
     """Forward + loss compiled by inductor (AOTAutograd compiles the backward with it) and the
-    optimizer update compiled separately: torch's documented way to compile a whole step."""
+    optimizer update (L1's gradient term included) compiled separately: torch's documented way to
+    compile a whole step."""
     compiled_loss = torch.compile(loss_at, dynamic=False)
 
     @torch.compile(dynamic=False)
     def update() -> None:
+        add_l1(optimizer, l1)
         optimizer.step()
 
     def step(idx: torch.Tensor) -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from harness import results
 from harness.compare import paired as compare
+from harness.compare import power
 
 
 def synthetic_side(label: str, values: list[float], metric: str = "steady_epoch_s") -> compare.Side:
@@ -52,12 +53,10 @@ def spreads(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def simulate(sd_log: float, repeats: int, scale: float, fail_above: float, trials: int, seed: int) -> pd.Series:
-    """Shares of pass/fail/undecided over `trials` seeded pairs of runs, B `scale` times slower than A."""
-    rng = np.random.default_rng(seed)
-    outcomes = [gate_outcome(list(np.exp(rng.normal(0, sd_log, repeats))),
-                             list(scale * np.exp(rng.normal(0, sd_log, repeats))), fail_above)
-                for _ in range(trials)]
-    return pd.Series(outcomes).value_counts(normalize=True).reindex(["pass", "fail", "undecided"], fill_value=0.0)
+    """Shares of pass/fail/undecided over `trials` seeded pairs of runs, B `scale` times slower than A
+    (harness.compare.power: the gate's own interval and rule)."""
+    found = power.simulate(sd_log, repeats, scale, fail_above, trials, seed)
+    return pd.Series({"pass": found.passed, "fail": found.failed, "undecided": found.undecided})
 
 
 def main(argv: list[str] | None = None) -> int:

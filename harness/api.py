@@ -23,9 +23,12 @@ import numpy as np
 from harness.model import ModelSpec
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
+PENALTIES = ("weight_decay", "l1")  # the Hyperparams fields that add a penalty to the objective
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEVICES = ("cpu", "cuda")
 LOSSES = ("cross_entropy", "mse")
+PHASES = ("train", "inference")  # what a cell measures: training, or prediction with the task's initial weights
+INFERENCE_BATCHES = (1, 32, 256, 1024)  # the offline view's batch sizes (samples/s at each)
 
 # Backend, task and mode names go into comma-separated CLI lists, cell ids and log file names: a letter or
 # digit first (never '-' or '.'), then letters, digits, '_', '.' or '-' ('-' for names like keras-jax).
@@ -62,8 +65,15 @@ Weights = list[dict[str, np.ndarray]]
 class Hyperparams:
     """Every training hyperparameter, set explicitly: no framework default is ever used.
 
-    Update rules (g is the gradient plus `weight_decay * w`, i.e. coupled L2 as in
-    torch's `weight_decay`, applied to every parameter):
+    Update rules, where g is the gradient of the data loss plus both penalties' (sub)gradients, on every
+    parameter (kernels, recurrent kernels and biases alike):
+      g = grad(loss) + weight_decay * w + l1 * sign(w),   sign(0) = 0
+    `weight_decay` is coupled L2 as in torch's `weight_decay` (the gradient of (weight_decay/2) * ||w||^2),
+    `l1` the subgradient of l1 * ||w||_1 that is 0 where a weight is exactly 0 (as torch's and TF's abs;
+    JAX's jnp.abs has 1 there). The objective these terms belong to, and the one `Backend.loss` returns, is
+      data loss + l1 * ||w||_1 + (weight_decay / 2) * ||w||^2   (harness.measure.metrics.penalty)
+    (the initial-loss parity check compares it with the float64 reference's); the metrics of a split, its
+    `loss` included, are the data's alone. The rules, each on that g:
       sgd:      w -= lr * g
       momentum: v = momentum * v + g;  w -= lr * v
       adam:     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
@@ -77,6 +87,7 @@ class Hyperparams:
     batch_size: int = 128
     epochs: int = 1
     weight_decay: float = 0.0
+    l1: float = 0.0
     momentum: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
@@ -195,8 +206,17 @@ class Cell:
     threads: int | None = None
     timeout_s: float = 1800.0
     latency_steps: int = 20
+    phase: str = "train"  # one of PHASES
+    # An inference cell's single-stream window: batch-1 queries until both floors are passed
+    # (docs/inference-and-energy.md).
+    inference_s: float = 10.0
+    inference_queries: int = 1000
     backend_ref: str = ""  # "module:QualName" of the Backend class, so a worker needs no plugin discovery
     task_ref: str = ""
+    # Another Python environment to run the worker in (bench run --python): the interpreter's path and the
+    # label that names it in the cell id and reports; None: the interpreter running bench.
+    python: str | None = None
+    python_label: str | None = None
 
     def thread_count(self) -> int:
         """The CPU threads this cell runs with: --threads, else every core the process may use."""
@@ -207,13 +227,23 @@ class Cell:
     @property
     def cell_id(self) -> str:
         parts = [self.backend, self.task, self.mode, self.device, self.precision, self.hp.optimizer,
-                 f"b{self.hp.batch_size}", f"e{self.hp.epochs}", f"lr{self.hp.lr:g}", f"s{self.seed}"]
+                 f"b{self.hp.batch_size}", f"e{self.hp.epochs}", f"lr{self.hp.lr:g}"]
+        # Penalties only when set: the ids of cells without them stay as they were, so older runs resume.
+        if self.hp.weight_decay:
+            parts.append(f"wd{self.hp.weight_decay:g}")
+        if self.hp.l1:
+            parts.append(f"l1{self.hp.l1:g}")
+        parts.append(f"s{self.seed}")
         if self.train_size is not None:
             parts.append(f"n{self.train_size}")
         if self.test_size is not None:
             parts.append(f"t{self.test_size}")
         if self.threads is not None:
             parts.append(f"th{self.threads}")
+        if self.phase != "train":  # only for inference: the ids of training cells stay as they were, so runs resume
+            parts.append("inf")
+        if self.python_label:
+            parts.append(f"py{self.python_label}")
         parts.append(f"r{self.repeat}")
         return "-".join(parts)
 
@@ -262,13 +292,18 @@ class Backend(ABC):
     # (pure Python): then `distributions` names the plugin's own distribution, which gives the version.
     module: ClassVar[str | None]
     distributions: ClassVar[tuple[str, ...]]  # pip distributions that provide it; the first installed gives the version
-    # Plainest first, best last: `bench run` without --mode runs only the last one.
+    # Plainest first; `bench run` without --mode runs only the last one: the backend's best, or what its users
+    # run when they ask for nothing (the Keras backends' `default`: model.compile() with Keras's defaults).
     modes: ClassVar[tuple[str, ...]] = ("eager", "compiled")
     # Whether a plain `bench run` (no --backend) runs it; `--backend all` runs every available backend.
     in_default_run: ClassVar[bool] = True
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     optimizers: ClassVar[tuple[str, ...]] = OPTIMIZERS
+    # The penalties (PENALTIES) it applies, in its update and in `loss`. A cell asking for one not listed here
+    # is skipped, never trained without it. Coupled L2 alone by default: L1 came later, and a backend written
+    # before it would ignore `l1` silently.
+    penalties: ClassVar[frozenset[str]] = frozenset({"weight_decay"})
     layer_kinds: ClassVar[frozenset[str]] = frozenset({"Dense", "Conv2D", "MaxPool2D", "Flatten", "ReLU", "LSTM"})
 
     @classmethod
@@ -286,7 +321,8 @@ class Backend(ABC):
         version = cls.version()
         if cls.module is None:  # nothing to import: installed when its distribution is
             if version is None:
-                return Availability(False, None, f"{', '.join(cls.distributions) or 'its distribution'} is not installed")
+                return Availability(False, None,
+                                    f"{', '.join(cls.distributions) or 'its distribution'} is not installed")
             return Availability(True, version)
         try:
             found = version is not None and importlib.util.find_spec(cls.module) is not None
@@ -303,6 +339,11 @@ class Backend(ABC):
         return None
 
     @classmethod
+    def predicts_batches(cls) -> bool:
+        """Whether inference cells can run: the backend implements `predict_batch`."""
+        return cls.predict_batch is not Backend.predict_batch
+
+    @classmethod
     def unsupported_reason(cls, task: Task, cell: Cell) -> str | None:
         """None when this backend can run the cell, else why not (the cell is recorded as skipped)."""
         if cell.mode not in cls.modes:
@@ -313,6 +354,14 @@ class Backend(ABC):
             return f"precision {cell.precision!r} not supported (precisions: {', '.join(cls.precisions)})"
         if cell.hp.optimizer not in cls.optimizers:
             return f"optimizer {cell.hp.optimizer!r} not implemented"
+        for penalty in PENALTIES:
+            if getattr(cell.hp, penalty) and penalty not in cls.penalties:
+                return (f"penalty {penalty} not implemented "
+                        f"(this backend applies: {', '.join(sorted(cls.penalties)) or 'none'})")
+        if cell.phase not in PHASES:
+            return f"phase {cell.phase!r} unknown (phases: {', '.join(PHASES)})"
+        if cell.phase == "inference" and not cls.predicts_batches():
+            return f"inference not implemented: {cls.name} has no predict_batch"
         missing = task.model().layer_kinds() - cls.layer_kinds
         if missing:
             return f"layer kinds not implemented: {', '.join(sorted(missing))}"
@@ -340,6 +389,12 @@ class Backend(ABC):
     def train_epoch(self, state: Any, order: np.ndarray) -> Any:
         """Train one step per row of `order` (steps × batch_size training-set indices); return the state."""
 
+    def train_step(self, state: Any, batch: np.ndarray) -> Any:
+        """One optimizer step on these training-set indices, as the step-latency phase times it; return the
+        state. By default a one-step `train_epoch`; a backend whose epoch call carries per-call machinery (Keras's
+        model.fit) times its framework's own single-step call instead, and says which in `details`."""
+        return self.train_epoch(state, batch[None, :])
+
     @abstractmethod
     def sync(self, state: Any) -> None:
         """Block until every queued computation on the device has finished."""
@@ -350,7 +405,29 @@ class Backend(ABC):
 
     @abstractmethod
     def loss(self, state: Any, indices: np.ndarray) -> float:
-        """The framework's own training loss on these training samples, without updating anything."""
+        """The framework's own training objective on these training samples, without updating anything: the
+        data loss plus the cell's penalties, l1 * ||w||_1 + (weight_decay / 2) * ||w||^2 (see Hyperparams)."""
+
+    def predict_batch(self, state: Any, x: np.ndarray) -> Any:
+        """Inference cells: the outputs for one batch of host inputs `x` (NumPy float32 in the task's canonical
+        layout, any number of rows), computed as the cell's mode computes (eager: op by op; compiled: the
+        backend's compiled forward, compiled at its first call for each batch size). Copying `x` to the device
+        is part of the call: a query arrives from the host. The outputs are returned as the framework left
+        them, not copied to the host and not waited for: the harness's `sync` right after the call is what
+        the clock waits on, so `sync` must wait for them too (keep the last outputs in the state if need be).
+        The harness calls it with the task's initial weights, without training: prediction costs the same
+        whatever the weights' values. Backends without it have their inference cells skipped."""
+        raise NotImplementedError
+
+    def outputs_to_host(self, state: Any, outputs: Any) -> np.ndarray:
+        """What `predict_batch` returned, as a NumPy array on the host (for checks, never timed)."""
+        return np.asarray(outputs)
+
+    def predict_rows(self, state: Any, split: str, rows: np.ndarray) -> np.ndarray:
+        """Model outputs for these samples of the split, as numpy (e.g. a subset of the training split, scored
+        after training). By default the whole split is predicted and the rows taken from it: right for every
+        backend, and worth overriding where predicting the whole training split is slow."""
+        return np.asarray(self.predict(state, split))[np.asarray(rows, np.int64)]
 
     @abstractmethod
     def get_weights(self, state: Any) -> Weights:
@@ -364,13 +441,15 @@ class Backend(ABC):
         """Peak accelerator memory since `reset_peak_device`, where the framework can tell."""
         return None
 
-    def compile_time(self, state: Any) -> tuple[float, str] | None:
+    def compile_time(self, state: Any) -> tuple[float | None, str] | None:
         """Seconds the framework itself reports having spent compiling for training (tracing, lowering,
         code generation, autotuning), counted from `build` on and leaving out what `predict`, `loss` and
         one-time toolchain warm-ups compile, and how that was measured, e.g.
         `(1.93, "jax.monitoring: trace + lower + backend compile")`; `(0.0, why)` where the mode compiles
-        nothing; None where the framework cannot tell (then only the first-epoch excess is recorded).
-        Called after the training epochs, outside every timed phase."""
+        nothing; `(None, why)` where the framework's counter could not be read this time (a renamed metric:
+        the record says unknown, never 0 s); None where the framework cannot tell at all (then only the
+        first-epoch excess is recorded). Overlapping compile phases count once. Called after the training
+        epochs, outside every timed phase."""
         return None
 
     def details(self, state: Any) -> dict[str, Any]:

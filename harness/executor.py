@@ -82,7 +82,9 @@ class Executor(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
-    no_gpu_reason: ClassVar[str] = "no CUDA GPU visible on this machine (neither nvidia-smi nor the NVIDIA driver lists one)"
+    no_gpu_reason: ClassVar[str] = (
+        "no CUDA GPU visible on this machine (neither nvidia-smi nor the NVIDIA driver lists one)"
+    )
 
     def __init__(self, settings: dict[str, Any] | None = None):
         """`settings`: option name -> parsed value; options left out take their defaults."""

@@ -11,8 +11,6 @@ declared in harness.store.record (SCHEMA here is its name -> description table).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import secrets
@@ -25,7 +23,9 @@ from typing import Any, Iterable
 import pandas as pd
 
 from harness.store import durable
+from harness.store.cycles import paused_cycle_collection
 from harness.store.record import (  # noqa: F401 (re-exported)
+    BEFORE_IT_EXISTED,
     FAILED,
     SCHEMA,
     STATUSES,
@@ -100,19 +100,6 @@ except ImportError:
     _fast_loads = None
 
 
-@contextlib.contextmanager
-def _no_cycle_collection():
-    """Decoded records and their rows hold no reference cycles, yet building 10,000 of them sets off the
-    cycle collector again and again over everything built so far (a fifth of a 10,000-record load)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """All usable records of one records file, and at most two summary lines about the rest: lines
     skipped (not JSON, cut short, not a record) and records kept with fields of the wrong kind nulled.
@@ -124,7 +111,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     records = []
     skipped = _Tally("{reason}, skipped", "{count} lines skipped")
     nulled = _Tally("record kept, {reason}", "{count} records kept with fields of the wrong kind nulled")
-    with _no_cycle_collection():
+    with paused_cycle_collection():
         for number, raw in enumerate(data.split(b"\n"), start=1):
             record = _read_line(raw, number, skipped, nulled)
             if record is not None:
@@ -268,7 +255,7 @@ def load(paths: Iterable[str | os.PathLike] | str | os.PathLike | None = None, r
             paths = [paths]
         sources = [_records_path(resolve(p, root)) for p in paths]
     rows, problems = [], []
-    with _no_cycle_collection():
+    with paused_cycle_collection():
         for source in sources:
             if not source.exists():
                 continue  # a run that has not finished a cell yet
@@ -281,6 +268,8 @@ def load(paths: Iterable[str | os.PathLike] | str | os.PathLike | None = None, r
     for column in SCHEMA:
         if column not in df.columns and column != "env":
             df[column] = None
+    for column, value in BEFORE_IT_EXISTED.items():
+        df[column] = pd.to_numeric(df[column], errors="coerce").fillna(value)
     df.attrs["problems"] = problems
     return df
 

@@ -39,7 +39,11 @@ class MnistTask(Task):
 class MnistMLP(MnistTask):
     name = "mnist_mlp"
     description = "MNIST, Flatten → Dense(128, relu) → Dense(10)"
-    targets = (Target("accuracy", ">=", 0.975),)
+    # Targets sit below what a correct implementation reaches in nearly every run at the defaults, so that a miss
+    # says something is wrong, not that the seed was unlucky: over 72 cells (20 seeds x torch, tensorflow, jax,
+    # and the reference run's Keras cells) the MLP reached 0.9701-0.9784, mean 0.9752, sd 0.0016; 0.975, its
+    # median, was met by 61% (python -m benchmarks.targets, results/reference-targets-cpu-20261204).
+    targets = (Target("accuracy", ">=", 0.970),)
     defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=5)
 
     def model(self) -> ModelSpec:
@@ -51,7 +55,8 @@ class MnistCNN(MnistTask):
     description = "MNIST, Conv(32,3) → MaxPool 2 → Conv(64,3) → MaxPool 2 → Dense(64) → Dense(10)"
     targets = (Target("accuracy", ">=", 0.985),)
     # 4 epochs, not 3: after 3 the accuracy over seeds and frameworks spread from 0.984 to 0.989
-    # (framework rounding alone moves it by 0.002), after 4 from 0.988 to 0.991.
+    # (framework rounding alone moves it by 0.002), after 4 from 0.988 to 0.991. 27 cells over 15 seeds at 4:
+    # 0.9869-0.9913, mean 0.9887, sd 0.0010: all meet 0.985.
     defaults = Hyperparams(optimizer="adam", lr=1e-3, batch_size=128, epochs=4)
 
     def model(self) -> ModelSpec:
@@ -65,7 +70,8 @@ class MnistCNN(MnistTask):
 class MnistLSTM(MnistTask):
     name = "mnist_lstm"
     description = "MNIST rows as a 28-step sequence, LSTM(64) ×3 → Dense(10)"
-    targets = (Target("accuracy", ">=", 0.97),)
+    # 26 cells over 15 seeds: 0.9696-0.9868, mean 0.9809, sd 0.0037; 0.97 was missed once (96%).
+    targets = (Target("accuracy", ">=", 0.965),)
     defaults = Hyperparams(optimizer="adam", lr=2e-3, batch_size=128, epochs=3)
 
     def load(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:

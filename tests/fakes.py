@@ -181,6 +181,20 @@ def inject(fault: str) -> None:
             os.write(1, line)
 
 
+class SignalsBackend(FakeBackend):
+    """Says in its details how its worker process stands to signals: its SIGINT handler, and whether it leads a
+    session of its own (a terminal's Ctrl-C then reaches bench, which stops the cell, not the worker)."""
+
+    name = "signals"
+
+    def details(self, state):
+        import signal
+
+        handler = signal.getsignal(signal.SIGINT)
+        return {"sigint": getattr(handler, "__name__", str(handler)),
+                "own_session": os.getsid(0) == os.getpid() and os.getsid(0) != os.getsid(os.getppid())}
+
+
 class FaultyBackend(FakeBackend):
     """Each mode but "ok" injects one fault in the first epoch (or in the method that mode names)."""
 

@@ -69,7 +69,8 @@ def test_asv_check_and_quick_run_over_the_current_environment(tmp_path):
 
     [saved] = [p for p in (tmp_path / "results" / "bench-test").glob("*.json") if p.name != "machine.json"]
     results = json.loads(saved.read_text())
-    names = {"Time.track_train_s", "Time.track_epoch_s", "Time.track_step_s", "Accuracy.track_accuracy",
+    names = {"Time.track_train_s", "Time.track_epoch_s", "Time.track_step_s", "Compile.track_compile_s",
+             "Accuracy.track_accuracy",
              "Mse.track_mse", "HostMemory.track_peak_host_mb", "DeviceMemory.track_peak_device_mb"}
     assert set(results["results"]) == {f"training.{n}" for n in names}
     values = {n: _values(results, f"training.{n}") for n in names}
@@ -85,6 +86,7 @@ def test_asv_check_and_quick_run_over_the_current_environment(tmp_path):
         assert values["Time.track_step_s"][("numpy", task, "eager")] > 0
         assert values["HostMemory.track_peak_host_mb"][("numpy", task, "eager")] > 2**20
         assert _skipped(values["DeviceMemory.track_peak_device_mb"][("numpy", task, "eager")])  # CPU
+        assert values["Compile.track_compile_s"][("numpy", task, "eager")] == 0  # measured: nothing compiled
     assert _skipped(values["Time.track_train_s"][("numpy", "mnist_cnn", "eager")])  # unsupported layers
     assert _skipped(values["Time.track_train_s"][("numpy", "mnist_mlp", "compiled")])  # mode not offered
     assert _skipped(values["Accuracy.track_accuracy"][("numpy", "linear_regression", "eager")])  # scored by mse

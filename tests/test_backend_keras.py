@@ -67,13 +67,15 @@ def test_registered_as_builtins_under_their_engine_names():
 def test_available_only_when_keras_and_the_engine_are_installed(monkeypatch):
     if not all(cls.availability().ok for cls in KERAS.values()):
         pytest.skip("Keras or one of its engines is not installed here")
-    monkeypatch.setattr(TorchBackend, "availability", classmethod(lambda cls: Availability(False, None, "torch is not installed")))
+    monkeypatch.setattr(TorchBackend, "availability",
+                        classmethod(lambda cls: Availability(False, None, "torch is not installed")))
     torchless = KerasTorch.availability()
     assert not torchless.ok and "torch" in torchless.reason and "Keras is installed" in torchless.reason
     assert KerasJax.availability().ok and KerasJax.availability().version == importlib.metadata.version("keras")
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "keras" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "keras" else real_find_spec(name, *a))
     for cls in KERAS.values():
         assert not cls.availability().ok and "keras is not installed" in cls.availability().reason
 
@@ -103,7 +105,9 @@ def test_fp32_only_and_keras_own_reason_for_a_gpu_lstm_on_tensorflow(name):
     lstm = backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM, device="cuda"))
     if name == "keras-tensorflow":
         assert "Model doesn't support `jit_compile=True`" in lstm
-        assert backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM, mode="eager", device="cuda")) is None
+        assert backend.unsupported_reason(
+            MnistLSTM(), make_cell(backend, MnistLSTM, mode="eager", device="cuda")
+        ) is None
     else:
         assert lstm is None
     assert backend.unsupported_reason(MnistLSTM(), make_cell(backend, MnistLSTM)) is None
@@ -123,7 +127,8 @@ from tasks.mnist_tasks import MnistLSTM, MnistMLP
 def cell(task_cls, mode, batches=None):
     hp = task_cls().hyperparams(epochs=1)
     return Cell("keras-jax", task_cls.name, mode, "cpu", hp, train_size=hp.batch_size * batches if batches else 256,
-                test_size=64, threads=1, latency_steps=0, backend_ref=class_ref(KerasJax), task_ref=class_ref(task_cls))
+                test_size=64, threads=1, latency_steps=3 if mode == "compiled" else 0, backend_ref=class_ref(KerasJax),
+                task_ref=class_ref(task_cls))
 
 out = {"compiled": run_cell(cell(LinearRegression, "compiled")), "eager": run_cell(cell(LinearRegression, "eager"))}
 # Past the recompile guard's last checked batch (the 12th): a model that compiles on every batch, and one that does not.
@@ -133,8 +138,8 @@ out["imported"] = sorted(m for m in ("tensorflow", "torch") if m in sys.modules)
 from backends import keras_model
 build = keras_model.build_model
 
-def refusing(spec, weight_decay):  # a model with a layer Keras may not jit-compile
-    model = build(spec, weight_decay)
+def refusing(spec, *penalties):  # a model with a layer Keras may not jit-compile
+    model = build(spec, *penalties)
     model.layers[-1].supports_jit = False
     return model
 
@@ -185,7 +190,51 @@ def test_compile_time_is_what_jax_reports_during_training(jax_probe):
     assert 0 < compiled["compile_s"] <= compiled["epoch_s"][0]
     assert compiled["details"]["mode"].startswith("jit_compile=True") and "jax.jit" in compiled["details"]["mode"]
     assert eager["details"]["mode"].startswith("run_eagerly=True")
+    # A step's latency is Keras's own single-step call, not a model.fit around one batch.
+    assert compiled["details"]["step_latency"].startswith("model.train_on_batch") and compiled["step_ms_p50"] > 0
     assert "PyDataset" in eager["details"]["feeding"] and "shuffle=False" in eager["details"]["fit"]
+
+
+# -- default: model.compile() as the seeds call it, and what Keras resolved ------------------------------
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory) -> pd.DataFrame:
+    """A run without --mode: each Keras backend's last mode, `default`, each cell in its own process."""
+    from tests.conftest import bench
+
+    names = [n for n, cls in KERAS.items() if cls.availability().ok]
+    if not names:
+        pytest.skip("no Keras backend is available here")
+    out = tmp_path_factory.mktemp("keras-default")
+    done = bench("run", "--backend", ",".join(names), "--task", "linear_regression", "--epochs", "2",
+                 "--train-size", "256", "--test-size", "64", "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return results.load(root=out).set_index("backend")
+
+
+def test_a_plain_run_takes_keras_default_and_records_what_keras_resolved(plain_run):
+    from harness.measure.envinfo import gpu_present
+
+    assert set(plain_run["mode"]) == {"default"} and set(plain_run["status"]) == {"ok"}
+    # Keras 3's jit_compile="auto": XLA on JAX; on TensorFlow only where it sees a GPU; never on torch.
+    expected = {"keras-jax": True, "keras-tensorflow": gpu_present(), "keras-torch": False}
+    for backend, row in plain_run.iterrows():
+        resolved = row["details"]["keras_resolved"]
+        assert resolved == {"jit_compile": expected[backend], "run_eagerly": False, "steps_per_execution": 1}, backend
+        assert row["details"]["mode"].startswith("model.compile() defaults (jit_compile='auto', run_eagerly=False); "
+                                                 f"Keras resolved jit_compile={expected[backend]}"), row["details"]
+    if "keras-tensorflow" in plain_run.index and not gpu_present():
+        assert "without XLA" in plain_run.loc["keras-tensorflow", "details"]["mode"]
+        assert plain_run.loc["keras-tensorflow", "compile_s"] != plain_run.loc["keras-tensorflow", "compile_s"]  # NaN
+    if "keras-torch" in plain_run.index:
+        assert plain_run.loc["keras-torch", "compile_s"] == 0  # no torch.compile: dynamo compiled nothing
+
+
+def test_default_is_the_keras_backends_last_mode_and_only_theirs():
+    for cls in KERAS.values():
+        assert cls.modes == ("eager", "compiled", "default")
+    for native in NATIVE.values():
+        assert "default" not in native.modes
 
 
 # -- dashed names: nothing splits a cell id on '-' ------------------------------------------------

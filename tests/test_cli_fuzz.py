@@ -16,7 +16,7 @@ from tests.fakes import EVENTS_ENV
 from tests.strategies import event_lines
 
 OPTIONS = ["--backend", "--task", "--mode", "--device", "--precision", "--repeat", "--epochs", "--batch-size",
-           "--optimizer", "--lr", "--weight-decay", "--threads", "--seed", "--train-size", "--test-size",
+           "--optimizer", "--lr", "--weight-decay", "--l1", "--threads", "--seed", "--train-size", "--test-size",
            "--timeout", "--resume", "--quick", "--bogus", "-x", "--"]
 VALUES = ["fake", "nope", "linear_regression", "mnist_gan", "eager", "compiled", "warp", "cpu", "cuda", "auto",
           "tpu", "fp32", "bf16", "fp8", "sgd", "adam", "lion", "0", "-1", "1", "2", "3", "64", "1e3", "0.05",
@@ -51,8 +51,8 @@ VALID = {
     "--mode": ["eager", "compiled", "eager,compiled"], "--device": ["cpu", "auto", "cuda"],
     "--precision": ["fp32", "bf16"], "--repeat": ["1", "2"], "--epochs": ["1", "2"],
     "--batch-size": ["16", "32,64"], "--optimizer": ["sgd", "adam"], "--lr": ["0.05", "0.1"],
-    "--weight-decay": ["0", "0.001"], "--threads": ["1", "2"], "--seed": ["0", "7"],
-    "--train-size": ["64", "500"], "--test-size": ["10", "100"], "--timeout": ["600"],
+    "--weight-decay": ["0", "0.001", "0,0.001"], "--l1": ["0", "1e-4", "0,1e-4"], "--threads": ["1", "2"],
+    "--seed": ["0", "7"], "--train-size": ["64", "500"], "--test-size": ["10", "100"], "--timeout": ["600"],
 }
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from harness import results
-from harness.cell.parent_node import worker_pids
+from harness.measure.interference import worker_pids
 from harness.plugins.registry import Registry
 from harness.run import folders
 from harness.run.plan import Selection, plan
@@ -101,8 +101,8 @@ def _records(out: Path) -> pd.DataFrame:
 
 
 def _squeue(conf: str) -> str:
-    return subprocess.run(["squeue", "--noheader"], capture_output=True, text=True, env={**os.environ, "SLURM_CONF": conf},
-                          timeout=30).stdout.strip()
+    return subprocess.run(["squeue", "--noheader"], capture_output=True, text=True,
+                          env={**os.environ, "SLURM_CONF": conf}, timeout=30).stdout.strip()
 
 
 def _ray_idle(address: str, driver: dict[str, str]) -> tuple[float, float]:
@@ -308,3 +308,16 @@ def test_a_request_slurm_refuses_or_an_unreachable_controller_is_one_line_exit_2
         assert message in run.stderr and run.stderr.count("\n") == 1, run.stderr
         assert not out.exists() or not any(out.iterdir()), "a run folder was written"
     assert _squeue(slurm_conf) == ""
+
+
+def test_joining_a_token_cluster_without_its_token_says_which_variables_to_set(ray_cluster, plugins, tmp_path):
+    """Ray's client logs a line per retry when the head refuses it; the user gets one line naming the token
+    variables, and nothing is written."""
+    address, driver = ray_cluster
+    env = {k: v for k, v in _env(plugins, **driver).items() if not k.startswith("RAY_AUTH_")}
+    out = tmp_path / "results"
+    run = bench("run", "--backend", "fake", "--task", "linear_regression", "--executor", "ray", "--ray-address",
+                address, "--out", str(out), env=env)
+    assert run.returncode == 2 and run.stderr.startswith("bench: error: --executor ray: "), run.stderr
+    assert "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    assert not out.exists() or not any(out.iterdir()), "a run folder was written"

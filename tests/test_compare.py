@@ -40,7 +40,7 @@ def _gmean(values) -> float:
 
 
 def test_fixture_runs_give_the_expected_verdicts():
-    table = compare.compare(_side(A), _side(B))
+    table = compare.compare(_side(A), _side(B), slow_mode=None)  # every process: the statistics checked by scipy
     verdicts = {(r.task, r.mode): r.verdict for r in table.itertuples()}
     assert verdicts == {("linear_regression", "eager"): "slower", ("linear_regression", "compiled"): "inconclusive",
                         ("mnist_mlp", "eager"): "faster"}
@@ -100,25 +100,80 @@ def test_the_gate_decides_no_change_and_a_25_percent_slowdown_on_a_quiet_machine
     ([1.0, 1.01, 0.99], [1.0, 1.0, 1.01], "same", "within ±5%"),
     ([1.0, 1.2, 0.8], [1.0, 1.25, 0.85], "inconclusive", "the interval includes 1 and is wider than ±5%"),
     ([1.0], [1.3], "inconclusive", "1 vs 1 repeats: the spread between processes is unknown"),
-    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], "same", "within ±5%"),
-    ([2.0, 2.0], [1.0, 1.0], "faster", ""),
+    # Repeats that agree exactly have not measured the machine's noise: no zero-width interval, no p = 0.
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], "inconclusive", "every repeat of A and B gave the same value"),
+    ([2.0, 2.0], [1.0, 1.0], "inconclusive", "every repeat of A and B gave the same value"),
+    # Significant but within the tolerance is no verdict of faster or slower: a 1% shift with a tight interval.
+    ([1.000, 1.001, 0.999, 1.0005, 0.9995], [1.010, 1.011, 1.009, 1.0105, 1.0095], "same", "within ±5%"),
+    ([1.0, 1.001, 0.999], [1.035, 1.055, 1.045], "inconclusive", "a difference, but not shown beyond ±5%"),
 ])
 def test_verdicts_on_small_samples(a, b, verdict, note):
     row = compare.compare(synthetic_side("a", a), synthetic_side("b", b)).iloc[0]
     assert row.verdict == verdict and row.note.startswith(note), (row.verdict, row.note)
+    if verdict != "same":
+        assert row.verdict not in ("faster", "slower")
+
+
+@pytest.mark.parametrize("a, b, verdict", [([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], "same"),
+                                           ([2.0, 2.0], [1.0, 1.0], "faster")])
+def test_identical_repeats_are_tested_against_the_machines_measured_noise(a, b, verdict):
+    row = compare.compare(synthetic_side("a", a), synthetic_side("b", b), noise=0.02).iloc[0]
+    assert row.verdict == verdict and row.ci_low < row.ci_high and 0 < row.p <= 1
+
+
+def test_processes_in_the_machines_slow_mode_are_set_aside_and_counted():
+    """Whole processes 1.9x slower (this VM's slow mode) hide a 25% slowdown and an unchanged cell alike when they
+    are tested with the others; set aside, both are decided, and the note says how many were."""
+    a = [1.0, 1.02, 0.98, 1.01, 1.9]
+    same = compare.compare(synthetic_side("a", a), synthetic_side("b", [0.99, 1.01, 1.9, 1.0, 1.02])).iloc[0]
+    assert same.verdict == "same" and same.n_a == 4 and same.n_b == 4, (same.verdict, same.note)
+    assert "slow-mode processes set aside: A 1 of 5, B 1 of 5" in same.note
+    slower = compare.compare(synthetic_side("a", a), synthetic_side("b", [1.25, 1.27, 1.24, 2.4, 1.26]))
+    assert slower.iloc[0].verdict == "slower" and len(compare.gate(slower, 1.10)[0]) == 1
+    # The negative control: every process tested, the same two comparisons decide nothing.
+    for b in ([0.99, 1.01, 1.9, 1.0, 1.02], [1.25, 1.27, 1.24, 2.4, 1.26]):
+        kept = compare.compare(synthetic_side("a", a), synthetic_side("b", b), slow_mode=None).iloc[0]
+        assert kept.verdict == "inconclusive" and "set aside" not in kept.note
+
+
+def test_a_cell_that_became_flaky_fails_the_gate_and_is_named():
+    """B: 3 ok and 2 failed repeats, A: 5 ok, the ok ones alike: not `same`, but a regression the gate names."""
+    a = synthetic_side("a", [1.0, 1.01, 0.99, 1.0, 1.02])
+    b = synthetic_side("b", [1.0, 1.01, 0.99, None, None])
+    b.records.loc[3:, "status"] = "error"
+    b.records.loc[3:, "message"] = "RuntimeError: boom"
+    table = compare.compare(a, b)
+    row = table.iloc[0]
+    assert row.verdict == "failed in B" and row.note.startswith("2 of 5 repeats failed in B, none of 5 in A"), row.note
+    failing, undecided = compare.gate(table, 1.10)
+    assert list(failing["config"]) == [row.config] and undecided.empty
+    assert compare.compare(b, a).iloc[0].verdict == "failed in A"  # the other way round: informative, not gated
+    assert compare.gate(compare.compare(b, a), 1.10)[0].empty
+
+
+@pytest.mark.parametrize("metric", ["steady_epoch_s", "train_s"])
+def test_every_legend_names_the_metric_compared(metric):
+    table = compare.compare(synthetic_side("a", [1.0, 1.1], metric), synthetic_side("b", [1.0, 1.2], metric),
+                            metric=metric)
+    for fmt in ("table", "md", "json"):
+        text = compare.render(table, fmt, "t", metric=metric)
+        assert f"Compared: {metric}." in text
+        other = "train_s" if metric == "steady_epoch_s" else "steady_epoch_s"
+        assert f"Compared: {other}" not in text and ("median steady epoch" in text) == (metric == "steady_epoch_s")
 
 
 def test_one_epoch_cells_are_inconclusive_and_say_what_would_decide():
     one_epoch = [None, None, None]
     row = compare.compare(synthetic_side("a", one_epoch), synthetic_side("b", one_epoch)).iloc[0]
     assert row.verdict == "inconclusive" and "--epochs 3 --repeat 3" in row.note
-    failing, undecided = compare.gate(compare.compare(synthetic_side("a", one_epoch), synthetic_side("b", one_epoch)), 1.1)
+    failing, undecided = compare.gate(
+        compare.compare(synthetic_side("a", one_epoch), synthetic_side("b", one_epoch)), 1.1)
     assert (len(failing), len(undecided)) == (0, 1)
 
 
 def test_milliseconds_metrics_are_shown_as_milliseconds():
-    table = compare.compare(synthetic_side("a", [12.0, 12.5], "step_ms_p50"), synthetic_side("b", [12.1, 12.2], "step_ms_p50"),
-                            metric="step_ms_p50")
+    table = compare.compare(synthetic_side("a", [12.0, 12.5], "step_ms_p50"),
+                            synthetic_side("b", [12.1, 12.2], "step_ms_p50"), metric="step_ms_p50")
     header, rows = compare.display(table, "step_ms_p50")
     assert rows[0][header.index("A")] == "12.2 ms"
 
@@ -144,7 +199,7 @@ def test_another_metric_can_be_compared():
 def test_two_backends_within_a_run_pair_by_everything_but_the_backend():
     df = results.load([SMALL])
     table = compare.compare(compare.Side("fake", df[df.backend == "fake"]), compare.Side(EVIL, df[df.backend == EVIL]),
-                            ignore_backend=True)
+                            ignore_backend=True, slow_mode=None)
     rows = {(r.task, r.mode, r.device): r for r in table.itertuples()}
     same = rows[("linear_regression", "eager", "cpu")]  # the same three values on both sides, 20% apart
     assert same.verdict == "inconclusive" and same.ratio == pytest.approx(1.0) and same.ci_low < 1 < same.ci_high
@@ -170,19 +225,24 @@ def _compare(root: Path, *args: str) -> int:
 
 
 def test_cli_exit_codes_gate_on_significant_regressions(root, capsys):
-    assert _compare(root, "compare-a", "compare-b") == 0
+    every = "--all-processes"  # the fixture's figures below are Welch's on all five processes a side
+    assert _compare(root, "compare-a", "compare-b", every) == 0
     out = capsys.readouterr().out
-    assert "1 faster, 1 slower, 1 inconclusive" in out
-    assert _compare(root, "compare-a", "compare-b", "--fail-above", "1.10") == 1
+    assert "1 faster, 1 slower, 1 inconclusive" in out and "slow mode" not in out
+    assert _compare(root, "compare-a", "compare-b", "--fail-above", "1.10", every) == 1
     assert "--fail-above 1.1: 1 regression(s), 1 undecided" in capsys.readouterr().err
-    assert _compare(root, "compare-a", "compare-b", "--fail-above", "7") == 0  # every interval lies below 7×
+    assert _compare(root, "compare-a", "compare-b", "--fail-above", "7", every) == 0  # every interval lies below 7×
     # linear_regression eager is 3.7× slower, its interval 2.06–6.68 spans 5: the gate cannot decide.
-    assert _compare(root, "compare-a", "compare-b", "--fail-above", "5") == 3
+    assert _compare(root, "compare-a", "compare-b", "--fail-above", "5", every) == 3
     captured = capsys.readouterr()
     assert "0 regression(s), 1 undecided (exit 3; --accept-inconclusive to pass them)" in captured.err
     assert "spans 5; about --repeat" in captured.out
-    assert _compare(root, "compare-a", "compare-b", "--fail-above", "5", "--accept-inconclusive") == 0
-    assert _compare(root, "compare-b", "compare-a", "--fail-above", "1.10") == 1  # mnist_mlp is slower this way
+    assert _compare(root, "compare-a", "compare-b", "--fail-above", "5", "--accept-inconclusive", every) == 0
+    assert _compare(root, "compare-b", "compare-a", "--fail-above", "1.10", every) == 1  # mnist_mlp: slower this way
+    # By default the processes beyond 1.3x their side's median are set aside, and the table says so.
+    assert _compare(root, "compare-a", "compare-b", "--fail-above", "1.10", "--format", "md") == 1
+    out = capsys.readouterr().out
+    assert "slow-mode processes set aside" in out and "less those slower than 1.3x" in out
     assert _compare(root, "compare-b", "compare-a", "--fail-above", "2") == 0
     # A run against itself: every ratio is 1, but noise keeps the intervals from proving "not above 1.0".
     assert _compare(root, "compare-a", "compare-a", "--fail-above", "1.0") == 3

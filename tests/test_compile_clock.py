@@ -55,3 +55,30 @@ def test_the_union_matches_counting_covered_unit_cells(spans):
         union.add(float(start), float(start + length))
         covered.update(range(start, start + length))
     assert union.total() == pytest.approx(len(covered))
+
+
+def test_a_counter_that_cannot_be_read_or_never_moves_is_unknown_not_zero():
+    from backends.compile_clock import CompileClock
+
+    def renamed() -> float:
+        raise KeyError("total_wall_time")
+
+    seconds, why = CompileClock(renamed, "torch._dynamo metrics").reading()
+    assert seconds is None and why.startswith("unknown: the framework's compile counter could not be read (KeyError")
+    seconds, why = CompileClock(lambda: 0.0, "jax.monitoring", expected=True).reading()
+    assert seconds is None and "read 0 s though this mode compiles" in why
+    assert CompileClock(lambda: 0.0, "tf tracing").reading() == (0.0, "tf tracing")  # eager: 0 s is measured
+
+
+def test_keras_compile_spans_count_nested_ones_once_and_only_while_training():
+    from backends.keras_backend import TrainingCompileSpans
+
+    spans = TrainingCompileSpans()
+    spans.add(0.0, 5.0)  # outside an epoch (evaluation's compile): not training's
+    with spans.training():
+        spans.add(10.0, 14.0)
+        spans.add(11.0, 12.0)  # nested in the one above (a trace inside a lowering)
+        spans.add(20.0, 21.0)
+    assert spans.reading("jax.monitoring", compiles=True) == (5.0, "jax.monitoring")
+    seconds, why = TrainingCompileSpans().reading("jax.monitoring", compiles=True)
+    assert seconds is None and "reported nothing" in why

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_numpy.backend import NumpyBackend  # noqa: E402,I001  (importable once test_numpy_plugin set the path)
-from bench_numpy.optimizers import Optimizer  # noqa: E402
+from bench_numpy.backend import NumpyBackend  # noqa: E402,I001
+from bench_numpy.optimizers import Optimizer  # noqa: E402,I001
 
-from tests.test_numpy_plugin import EXAMPLE, install_numpy_plugin
+from tests.test_numpy_plugin import EXAMPLE, install_numpy_plugin  # first: it puts the example on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,6 +127,61 @@ class EpsilonHatAdam(NumpyBackend):
         return state
 
 
+class _WithOptimizer(NumpyBackend):
+    """The NumPy example with its optimizer replaced by the class attribute `optimizer_class`."""
+
+    optimizer_class = Optimizer
+
+    def build(self, task, cell, data, weights):
+        state = super().build(task, cell, data, weights)
+        state.optimizer = self.optimizer_class(cell.hp, state.network.params)
+        return state
+
+
+class _NoL1(Optimizer):
+    def _update(self, hp, w, g, s):
+        return super()._update(hp.replace(l1=0.0), w, g, s)
+
+
+class _SignOfZeroIsOne(Optimizer):
+    def _update(self, hp, w, g, s):
+        g += hp.l1 * np.where(w >= 0, 1.0, -1.0).astype(w.dtype)  # jnp.abs's gradient: 1 at 0
+        return super()._update(hp.replace(l1=0.0), w, g, s)
+
+
+class L1Dropped(_WithOptimizer):
+    """Declares L1 but its update leaves the l1 * sign(w) term out."""
+
+    optimizer_class = _NoL1
+
+
+class SignOfZeroIsOne(_WithOptimizer):
+    """L1 whose subgradient is 1 at 0, as the gradient of jnp.abs is (Keras's L1 regularizer on JAX)."""
+
+    optimizer_class = _SignOfZeroIsOne
+
+
+class PenaltyFreeLoss(NumpyBackend):
+    """Trains with both penalties but reports the data loss alone as its loss."""
+
+    def loss(self, state, indices):
+        outputs, _ = state.network.forward(state.data.x_train[indices])
+        return state.loss_fn(outputs, state.data.y_train[indices])[0]
+
+
+class L1Undeclared(NumpyBackend):
+    """A backend written before L1: it declares only coupled L2, so cells with l1 are refused, not run without it."""
+
+    penalties = frozenset({"weight_decay"})
+
+
+class RowsSorted(NumpyBackend):
+    """Predicts the rows asked for, but in the split's order rather than the order asked."""
+
+    def predict_rows(self, state, split, rows):
+        return super().predict_rows(state, split, np.sort(rows))
+
+
 class CompilesTwice(NumpyBackend):
     """Pays a one-off cost in its second epoch (a sleep standing in for a second compilation)."""
 
@@ -161,6 +216,35 @@ class EmptyModuleName(NumpyBackend):
     """The declaration the guide rules out: an empty import name says nothing."""
 
     module = ""
+
+
+class ReversedOrder(NumpyBackend):
+    """Takes the harness's batches last to first: the update rule is right, the order is not."""
+
+    def train_epoch(self, state, order):
+        return super().train_epoch(state, order[::-1])
+
+
+class DroppedLastBatch(NumpyBackend):
+    """Drops the epoch's last batch, as a loader with drop_last on a shorter index would."""
+
+    def train_epoch(self, state, order):
+        return super().train_epoch(state, order[:-1])
+
+
+class Float64Weights(NumpyBackend):
+    """Hands the weights back as float64: the right values in the wrong dtype."""
+
+    def get_weights(self, state):
+        return [{k: v.astype(np.float64) for k, v in p.items()} for p in super().get_weights(state)]
+
+
+class TerseReason(NumpyBackend):
+    """Declines the CNN with a reason that tells a user nothing."""
+
+    @classmethod
+    def unsupported_reason(cls, task, cell):
+        return "no" if task.name == "mnist_cnn" else super().unsupported_reason(task, cell)
 
 
 # -- running the suite -----------------------------------------------------------------------------
@@ -211,14 +295,40 @@ def test_an_unknown_backend_is_a_usage_error(tmp_path):
 def test_a_kernel_returned_transposed_fails_the_round_trip(tmp_path):
     code, outcomes, output = conformance("tests.test_conformance:TransposedWeights", tmp_path, "test_weights")
     assert code == 1, output
-    assert failed(outcomes) == {"test_get_weights_returns_the_weights_given_to_build[mnist_mlp-eager]",
-                                "test_initial_loss_matches_the_reference[mnist_mlp-eager]"}, output
+    # The layout is get_weights's fault alone: the loss, computed with the weights build loaded, is right.
+    assert failed(outcomes) == {"test_get_weights_returns_the_weights_given_to_build[mnist_mlp-eager]"}, output
+    assert "get_weights is not the inverse of build's layout mapping" in output
+
+
+@pytest.mark.parametrize("backend, cause", [("ReversedOrder", "the batches were taken in reverse order"),
+                                            ("DroppedLastBatch", "the last batch was dropped")])
+def test_a_batch_order_fault_is_blamed_on_the_order_not_the_optimizer(backend, cause, tmp_path):
+    code, outcomes, output = conformance(f"tests.test_conformance:{backend}", tmp_path, "test_optimizers",
+                                         select="test_optimizer_follows_the_update_rule")
+    assert code == 1, output
+    assert f"{cause}: the update rule is right, the batch order is not" in output
+    assert "differs from the rule in harness.api.Hyperparams" not in output
+
+
+def test_float64_weights_are_blamed_on_get_weights_dtype_not_on_loss(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:Float64Weights", tmp_path, "test_weights")
+    assert code == 1, output
+    assert "dtype float64, expected float32 (get_weights returns the float32 arrays" in output
+    assert "loss() changed the weights" not in output
+    assert not any(name.startswith("test_initial_loss_matches_the_reference") for name in failed(outcomes)), output
+
+
+def test_a_reason_that_says_nothing_is_not_a_sentence(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:TerseReason", tmp_path, "test_contract")
+    assert code == 1, output
+    assert "reason 'no' is not None or a sentence saying why" in output
 
 
 def test_a_scrambled_kernel_fails_parity_though_its_round_trip_is_exact(tmp_path):
     code, outcomes, output = conformance("tests.test_conformance:ReshapedKernels", tmp_path, "test_weights")
     assert code == 1, output
     assert failed(outcomes) == {"test_initial_loss_matches_the_reference[mnist_mlp-eager]",
+                                "test_initial_loss_with_penalties_matches_the_reference[mnist_mlp-eager]",
                                 "test_predictions_match_the_reference[mnist_mlp-eager]"}, output
     assert outcomes["test_get_weights_returns_the_weights_given_to_build[mnist_mlp-eager]"] == "passed"
 
@@ -247,8 +357,49 @@ def test_nondeterminism_is_caught(backend, tmp_path):
 def test_an_optimizer_off_the_spec_is_caught(tmp_path):
     code, outcomes, output = conformance("tests.test_conformance:EpsilonHatAdam", tmp_path, "test_optimizers")
     assert code == 1, output
-    assert failed(outcomes) == {"test_optimizer_follows_the_update_rule[eager-adam]"}, output
-    assert sum(o == "passed" for o in outcomes.values()) == 4
+    assert failed(outcomes) == {"test_optimizer_follows_the_update_rule[eager-adam]",
+                                "test_l1_follows_the_update_rule[eager-adam]"}, output
+    assert sum(o == "passed" for o in outcomes.values()) == 8
+
+
+L1_CHECKS = {f"test_l1_follows_the_update_rule[eager-{o}]" for o in ("sgd", "momentum", "adam", "rmsprop", "adagrad")}
+
+
+@pytest.mark.parametrize("backend", ["L1Dropped", "SignOfZeroIsOne"])
+def test_an_l1_off_the_rule_is_caught_for_every_optimizer(backend, tmp_path):
+    code, outcomes, output = conformance(f"tests.test_conformance:{backend}", tmp_path, "test_optimizers")
+    assert code == 1, output
+    assert failed(outcomes) == L1_CHECKS, output
+    assert sum(o == "passed" for o in outcomes.values()) == 5  # the rules without L1 still hold
+
+
+def test_a_loss_without_the_penalties_is_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:PenaltyFreeLoss", tmp_path, "test_weights")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_initial_loss_with_penalties_matches_the_reference[linear_regression-eager]",
+                                "test_initial_loss_with_penalties_matches_the_reference[mnist_mlp-eager]"}, output
+    assert "Backend.loss must add both penalties" in output
+
+
+def test_rows_predicted_out_of_order_are_caught(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:RowsSorted", tmp_path, "test_weights")
+    assert code == 1, output
+    assert failed(outcomes) == {"test_predict_rows_are_the_splits_predictions_at_those_rows[linear_regression-eager]",
+                                "test_predict_rows_are_the_splits_predictions_at_those_rows[mnist_mlp-eager]"}, output
+
+
+def test_a_backend_without_l1_refuses_its_cells_and_the_checks_skip(tmp_path):
+    code, outcomes, output = conformance("tests.test_conformance:L1Undeclared", tmp_path, "test_optimizers",
+                                         "test_weights", "test_contract")
+    assert code == 0, output
+    assert {outcomes[name] for name in L1_CHECKS} == {"skipped"}, output
+    assert "penalty l1 not implemented" in output or "L1 not supported" in output
+    from harness.api import Cell
+    from tasks.mnist_tasks import MnistMLP
+
+    hp = MnistMLP().hyperparams(l1=1e-4)
+    assert "penalty l1 not implemented" in L1Undeclared.unsupported_reason(MnistMLP(), Cell("x", "mnist_mlp", "eager",
+                                                                                            "cpu", hp))
 
 
 def test_a_framework_imported_by_class_methods_is_caught(tmp_path):
@@ -306,7 +457,8 @@ def test_an_empty_module_name_fails_the_contract(numpy_site, tmp_path):
 def test_keras_backend_maps_weights_and_follows_every_update_rule(backend, tmp_path):
     """Always, for the Keras backends, whose layouts and optimizers are mapped onto Keras's own: every task's
     weights round-trip and give the float64 reference's loss and outputs, and each optimizer follows its rule
-    (coupled weight decay, the harness's batch order) over six fit steps; eager mode, to keep it to seconds."""
+    (coupled weight decay, with and without L1, the harness's batch order) over six fit steps, and its loss is the
+    objective with both penalties; eager mode, to keep it to seconds."""
     from harness.plugins.registry import build_registry
 
     registry, _ = build_registry()
@@ -315,4 +467,4 @@ def test_keras_backend_maps_weights_and_follows_every_update_rule(backend, tmp_p
     code, outcomes, output = conformance(backend, tmp_path, "test_weights", "test_optimizers", select="eager")
     assert code == 0, output
     assert not failed(outcomes)
-    assert sum(o == "passed" for o in outcomes.values()) == 4 * 3 + 5, output
+    assert sum(o == "passed" for o in outcomes.values()) == 4 * 5 + 5 * 2, output

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness import results
-from harness.cell.parent_node import cells_running_here, worker_pids
 from harness.cli.main import main
 from harness.execute.local import LocalExecutor
+from harness.measure.interference import cells_running_here, worker_pids
 from harness.plugins.manager import make_plugin_manager
 from harness.plugins.registry import Registry, build_registry
 from harness.run import folders
@@ -78,7 +78,8 @@ def _config(tmp_path: Path, text: str) -> str:
 BAD = [
     (["--executor", "nope"], "unknown executor 'nope' (choose from: local, ray, slurm)"),
     (["--jobs", "0"], "--jobs must be a whole number >= 1, not '0'"),
-    (["--executor", "ray", "--slurm-partition", "gpu"], "--slurm-partition is an option of --executor slurm, not of ray"),
+    (["--executor", "ray", "--slurm-partition", "gpu"],
+     "--slurm-partition is an option of --executor slurm, not of ray"),
     (["--jobs", "2", "--executor", "slurm"], "--jobs is an option of --executor local, not of slurm"),
     (["--executor", "slurm", "--slurm-sbatch", "-p gpu"], "sbatch options written --name=value or --flag, not '-p'"),
     (["--executor", "slurm", "--slurm-sbatch=--array=0-3"], "bench sets sbatch --array itself"),
@@ -87,7 +88,8 @@ BAD = [
     (["--executor", "ray", "--ray-address", "head-without-port"], "--ray-address must be host:port"),
     (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1: Connection refused"),
     (["--executor-config", "{missing}"], "cannot read --executor-config"),
-    (["--executor-config", "{config}", "slurm_partiton = 'gpu'\n"], "unknown key 'slurm_partiton' in --executor-config"),
+    (["--executor-config", "{config}", "slurm_partiton = 'gpu'\n"],
+     "unknown key 'slurm_partiton' in --executor-config"),
     (["--executor-config", "{config}", "local_jobs = 'two'\n"], "local_jobs in --executor-config"),
     (["--executor-config", "{config}", "executor = 'slurm'\nslurm_cpus = 0\n"], "slurm_cpus in --executor-config"),
     (["--executor-config", "{config}", "executor = [\n"], "is not valid TOML"),
@@ -182,7 +184,7 @@ def test_a_cuda_cell_records_the_gpu_it_was_given(two_gpus):
 def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cells_alone(tmp_path, two_gpus):
     registry = _pretend_registry()
     common = {"backends": ["pretend_gpu"], "tasks": ["linear_regression"], "epochs": 2, "latency_steps": 0,
-              "optimizers": ["sgd"], "train_size": 256, "test_size": 64}
+              "optimizers": ["sgd"], "train_sizes": [256], "test_size": 64}
     planned = (plan(registry, Selection(devices=["cuda"], repeat=4, **common), gpu_present=True)
                + plan(registry, Selection(devices=["cpu"], **common), gpu_present=True)
                + plan(registry, Selection(devices=["cuda"], repeat=2, seed=1, **common), gpu_present=True))
@@ -214,7 +216,7 @@ def test_jobs_runs_cuda_cells_at_once_each_on_its_own_gpu_and_cores_and_cpu_cell
 def test_one_job_runs_every_cell_alone_in_plan_order(tmp_path):
     registry = _pretend_registry()
     planned = plan(registry, Selection(backends=["pretend_gpu"], tasks=["linear_regression"], devices=["cuda"],
-                                       repeat=3, epochs=2, latency_steps=0, optimizers=["sgd"], train_size=256,
+                                       repeat=3, epochs=2, latency_steps=0, optimizers=["sgd"], train_sizes=[256],
                                        test_size=64), gpu_present=True)
     state = folders.create(tmp_path, planned, {}, ["bench", "test"])
     Runner(executor=LocalExecutor({"gpus": ["0", "1"]})).run(state)
@@ -271,11 +273,10 @@ def test_compare_warns_when_the_sides_ran_under_different_concurrency(a, b, warn
         assert not warning
 
 
-def test_the_readme_documents_every_option_of_the_builtin_executors():
+def test_the_cluster_page_documents_every_option_of_the_builtin_executors():
     from harness.execute.builtin import BUILTIN
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "clusters.md").read_text()
     for cls in BUILTIN:
         for option in cls.options:
             assert f"`{cls.name}_{option.name}`" in section, f"{cls.name}_{option.name}"

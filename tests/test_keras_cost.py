@@ -107,7 +107,8 @@ def test_compile_time_uses_one_measure_for_both_sides():
 
 
 def test_no_ratio_over_a_zero_or_missing_native_time_or_of_a_negative_excess():
-    table = keras_cost(summary_of(record("keras-torch", 2.0, 0.0, mode="eager"), record("torch", None, 0.0, mode="eager")))
+    table = keras_cost(summary_of(record("keras-torch", 2.0, 0.0, mode="eager"),
+                                  record("torch", None, 0.0, mode="eager")))
     row = table.iloc[0]
     assert pd.isna(row["epoch_ratio"]) and pd.isna(row["compile_ratio"])  # one-epoch runs: no steady epoch
     table = summary(pd.DataFrame([record("keras-torch", 2.0), record("torch", 1.0)]))
@@ -130,7 +131,36 @@ def test_an_empty_summary_gives_an_empty_table():
 @pytest.mark.parametrize("fmt", ["table", "md", "html"])
 def test_bench_report_shows_the_keras_cost_in_every_format(fmt):
     df = pd.DataFrame([record("keras-jax", 3.0, 2.0), record("jax", 1.0, 0.5), record("torch", 2.0, 3.0)])
-    text = render(df, fmt, width=120)
+    text = render(df, fmt, width=120, full=True)
     assert "Keras cost" in text and "3.00×" in text  # keras-jax over jax; keras-torch did not run: no torch row
     alone = render(pd.DataFrame([record("jax", 1.0, 0.5)]), fmt, width=120)
     assert "Keras cost" not in alone
+
+
+def test_keras_default_is_set_against_the_native_backends_compiled_mode():
+    """`default` (model.compile() as the seeds call it) is what a Keras user runs; the native side is its best
+    mode, compiled, never a native eager row, and never a native row with other penalties."""
+    table = keras_cost(summary_of(
+        record("keras-tensorflow", 14.0, mode="default"), record("tensorflow", 7.0, mode="compiled"),
+        record("tensorflow", 1.0, mode="eager"),
+        record("keras-jax", 3.0, mode="default"), record("jax", 99.0, mode="eager"),  # no compiled jax: no pair
+    ))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["mode"], row["native_mode"], row["engine"], row["epoch_ratio"]) == ("default", "compiled",
+                                                                                    "tensorflow", 2.0)
+    _, rows = keras_cost_rows(table)
+    assert rows[0][:4] == ["mnist_mlp", "default / compiled", "cpu", "tensorflow"]
+    text = render(pd.DataFrame([record("keras-tensorflow", 14.0, mode="default"),
+                                record("tensorflow", 7.0, mode="compiled")]), "table", width=120, full=True)
+    assert "default / compiled" in text and "2.00×" in text
+
+
+def test_rows_with_other_penalties_do_not_pair():
+    def penalised(backend, steady, l1):
+        cell = Cell(backend, "mnist_mlp", "compiled", "cpu", Hyperparams(batch_size=128, epochs=3, l1=l1))
+        return results.flatten(make_record("run-a", cell, CPU, {"status": "ok", "steady_epoch_s": steady,
+                                                                "train_s": 1.0}, "1.0"))
+
+    assert keras_cost(summary_of(penalised("keras-jax", 3.0, 1e-4), penalised("jax", 1.0, 0.0))).empty
+    assert len(keras_cost(summary_of(penalised("keras-jax", 3.0, 1e-4), penalised("jax", 1.0, 1e-4)))) == 1

@@ -54,8 +54,9 @@ def test_the_raw_loops_take_the_harness_batch_order():
                 train_size=200, test_size=50, latency_steps=0, backend_ref=class_ref(OrderSpy),
                 task_ref=class_ref(LinearRegression))
     assert run_cell(cell)["status"] == "ok"
-    assert len(OrderSpy.orders) == 3
-    for epoch, order in enumerate(OrderSpy.orders):
+    # The three training epochs come first (the steady epoch's blocks, for epochs this short, train more after).
+    assert len(OrderSpy.orders) >= 3
+    for epoch, order in enumerate(OrderSpy.orders[:3]):
         np.testing.assert_array_equal(common.batch_order(7, epoch, 200, hp.batch_size), order)
 
 

@@ -26,6 +26,7 @@ from harness.report.tables import Section
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 SMALL = RUNS / "report-small"
+REFERENCE_RUN = sorted((Path(__file__).resolve().parents[1] / "results").glob("reference-cpu-*"))[-1]
 EVIL = "<script>alert(1)</script>"
 EVIL_MESSAGE = 'RuntimeError: synthetic <img src=x onerror=alert(2)> & "quoted"'
 
@@ -149,7 +150,7 @@ def rich_tables(text: str) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def test_terminal_overview_and_details(df, raw):
-    text = render(df, "table", width=260)
+    text = render(df, "table", width=260, full=True)
     tables = rich_tables(text)
     (_, m_header, m_rows), (_, c_header, c_rows) = tables[:2]
     assert m_header == c_header == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
@@ -357,8 +358,8 @@ def test_html_chart_values_are_the_medians(df, raw, page):
 
 def test_html_overview_is_backend_by_task(page, raw):
     text, _ = page
-    table = re.search(r'<h2>Training time, backend × task</h2><table class="overview">(.*?)</table>', text,
-                      re.S).group(1)
+    table = re.search(r'<h2>Training time, backend × task</h2><div class="wide"><table class="overview">'
+                      r'(.*?)</table>', text, re.S).group(1)
     rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
     assert rows[0] == ["backend", "mode", "device", "linear_regression", "mnist_cnn", "mnist_mlp"]
     by_key = {tuple(r[:3]): r[3:] for r in rows[1:]}
@@ -440,10 +441,31 @@ def test_an_extra_section_is_laid_out_by_every_format(df, monkeypatch):
                               note="cells per backend", names=frozenset({0, 1}), numeric=frozenset({2}))
 
     monkeypatch.setattr("harness.report.tables.EXTRA_SECTIONS", [cost, lambda records, s: None])
-    text = render(df, "table", width=100)
+    text = render(df, "table", width=100, full=True)
     title, header, rows = next(t for t in rich_tables(text) if t[0].startswith("Keras cost"))
     assert header == ["task", "backend", "ok cells"] and ["mnist_mlp", "fake", "4"] in rows
     md = render(df, "md")
     assert "#### Keras cost" in md and "| mnist_mlp | fake | 4 |" in md and "cells per backend" in md
     page = render(df, "html")
     assert "<h2>Keras cost</h2>" in page and '<td class="num">4</td>' in page
+
+
+def _compile_chart(html: str, task: str) -> str:
+    start = html.index(f"{task}: compile (direct and estimated)")
+    return html[html.rindex("<svg", 0, start):html.index("</svg>", start)]
+
+
+def test_a_negative_first_epoch_excess_is_noted_not_drawn_below_zero(tmp_path):
+    """-0.6 s of excess is noise: it must not stretch the compile axis below zero (it once reached -50),
+    and it is said where its bar would be."""
+    from harness.report.html import render_html
+    from harness.report.tables import build
+
+    df = results.load([REFERENCE_RUN])
+    cnn = (df.task == "mnist_cnn") & (df.backend == "tensorflow") & (df["mode"] == "compiled")
+    df.loc[cnn, "first_epoch_excess_s"] = -0.6
+    chart = _compile_chart(render_html(build(df, summary(df))), "mnist_cnn").replace("\xa0", " ")
+    ticks = [float(t) for t in re.findall(r'text-anchor="end"[^>]*>(-?[\d.]+)</text>', chart)]
+    assert ticks and min(ticks) == 0, ticks
+    assert "-600 ms (noise)" in chart and "not reported" in chart  # whole, not cut to "not …"
+    assert "not …" not in chart

@@ -55,7 +55,7 @@ def test_compile_is_the_direct_figure_with_how_it_was_measured(df):
     assert row["1st-epoch excess"] == fmt_seconds(want)  # its own column, beside the direct figure
     assert _md_row(text, "mnist_mlp", "fake", "eager", "cpu")["compile"] == "-"  # not reported: not zero
     assert md_escape(f"Compile measured by: fake compiled: {SOURCE}.") in text
-    table = render(df, "table", width=200)
+    table = render(df, "table", width=200, full=True)
     assert f"compile measured by: fake compiled: {SOURCE}" in " ".join(table.split())
 
 

@@ -165,6 +165,35 @@ def test_the_checks_can_fail_a_page_without_plots_or_with_remote_loads(chromium,
     assert remote_requests(netlog) == ["http://example.invalid/pixel.png"]
 
 
+REFERENCE = sorted((Path(__file__).resolve().parents[1] / "results").glob("reference-cpu-*"))[-1]
+
+
+def page_width(chromium: str, html: str, tmp_path: Path) -> int:
+    """How wide the laid-out page is in a 1400 px window (its scrollWidth, as Chromium computes it): a copy of
+    the page whose CSP lets one inline script write the figure into the DOM that --dump-dom prints."""
+    probe = html.replace(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">', "").replace(
+        "</body>", "<script>document.body.setAttribute('data-width', document.documentElement.scrollWidth)"
+                   "</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text(probe, encoding="utf-8")
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'width-profile'}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                           "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=60)
+    found = re.search(r'data-width="(\d+)"', done.stdout)
+    assert found, f"no width in the DOM (exit {done.returncode}): {done.stderr[-1000:]}"
+    return int(found.group(1))
+
+
+def test_the_reference_report_fits_a_1400_px_window(chromium, tmp_path):
+    assert page_width(chromium, render(results.load([REFERENCE]), "html"), tmp_path) <= WINDOW[0]
+
+
+def test_the_width_check_finds_a_page_too_wide(chromium, tmp_path):
+    wide = render(results.load([SMALL]), "html").replace("</body>", '<div style="width:2000px">x</div></body>')
+    assert page_width(chromium, wide, tmp_path) > WINDOW[0]
+
+
 def test_png_decoder_reads_every_filter_type():
     """A 3x2 RGB image written with each PNG filter decodes to the same pixels."""
     pixels = np.array([[[10, 20, 30], [200, 100, 50], [0, 255, 7]],

@@ -43,7 +43,7 @@ def _names(df: pd.DataFrame) -> set[str]:
 @pytest.mark.parametrize("run", list(RUNS))
 def test_every_line_fits_and_no_name_is_folded(run, width):
     df = RUNS[run]()
-    text = render(df, "table", width=width)
+    text = render(df, "table", width=width, full=True)
     too_wide = [line for line in text.splitlines() if cell_len(line) > width]
     assert not too_wide, too_wide[:3]
     names = _names(df)
@@ -64,7 +64,7 @@ def test_every_line_fits_and_no_name_is_folded(run, width):
 
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_the_long_failure_message_wraps_and_stays_whole(width):
-    text = render(_with_long_failure(), "table", width=width)
+    text = render(_with_long_failure(), "table", width=width, full=True)
     assert " ".join(text.split()).count(" ".join(LONG.split())) == 1
     assert "mnist_cnn torch compiled cpu: oom" in text
 
@@ -72,7 +72,7 @@ def test_the_long_failure_message_wraps_and_stays_whole(width):
 def test_constant_key_columns_give_way_before_timing_columns():
     """At 100 columns the reference run's device column (cpu everywhere) goes to the title; train and the
     steady epoch stay."""
-    text = render(results.load([REFERENCE]), "table", width=100)
+    text = render(results.load([REFERENCE]), "table", width=100, full=True)
     results_tables = [(title, header) for title, header, _ in rich_tables(text) if "train" in header]
     assert len(results_tables) == 4
     for title, header in results_tables:
@@ -93,7 +93,41 @@ def test_fit_drops_in_order_only_what_it_must():
 @pytest.mark.parametrize("width", [80, 100, 120])
 def test_the_reference_run_is_one_line_per_row_at_every_width(width):
     """No narrow column stacks a name letter by letter and no value wraps: columns give way instead."""
-    text = render(results.load([REFERENCE]), "table", width=width)
+    text = render(results.load([REFERENCE]), "table", width=width, full=True)
     body = [line for line in text.splitlines() if line.startswith("│")]
     continued = [line for line in body if not line.split("│")[1].strip()]
     assert body and not continued, continued[:3]
+
+
+SCREEN_LINES = 50  # a terminal of 80 x 50: what "one screen" means here
+
+
+@pytest.mark.parametrize("run", ["reference", "long failure"])
+def test_the_default_report_fits_one_screen_at_80_columns(run):
+    """48 cells: both headline grids whole (never split by task), one line per cell that did not finish,
+    and a pointer to the rest."""
+    text = render(RUNS[run](), "table", width=80)
+    lines = text.splitlines()
+    assert len(lines) <= SCREEN_LINES, len(lines)
+    assert all(cell_len(line) <= 80 for line in lines)
+    grids = [i for i, line in enumerate(lines) if line.startswith("backend mode ")]
+    assert len(grids) == 2  # training time and steady epoch, each with every task in one table
+    for i in grids:
+        assert lines[i].split() == ["backend", "mode", "linear_regression", "mnist_cnn", "mnist_lstm", "mnist_mlp"]
+    assert "keras-tensorflow compiled" in text and "--full" in text
+    if run == "long failure":
+        assert any(line.startswith("torch compiled mnist_cnn: oom: RuntimeError: CUDA out of memory") for line in lines)
+    full = render(RUNS[run](), "table", width=80, full=True)
+    assert len(full.splitlines()) > 2 * SCREEN_LINES  # the rest is there, one flag away
+
+
+def test_the_keras_cost_reads_one_row_a_line_at_80_columns():
+    """Each Keras/native pair stands beside its ratio on one line; an excess pair is marked and explained."""
+    text = render(results.load([REFERENCE]), "table", width=80, full=True)
+    section = text[text.index("Keras cost, "):]
+    rows = [line for line in section.splitlines() if line.startswith(("compiled ", "eager "))]
+    assert len(rows) == 23  # 4 tasks x 3 engines x 2 modes, less keras-jax's skipped eager LSTM
+    for line in rows:
+        assert cell_len(line) <= 80 and line.count(" / ") == 2 and line.count("×") >= 1, line
+    assert any(line.startswith("compiled tensorflow") and " *" in line for line in rows)
+    assert "*: compile as first-epoch excesses" in " ".join(section.split())

@@ -69,7 +69,8 @@ def test_only_reference_runs_is_a_one_line_error_naming_them(tmp_path, capsys):
 def test_the_repository_reference_run_is_not_latest_on_a_fresh_clone(tmp_path):
     """A fresh clone's results/ holds only the committed reference runs: `latest` must not resolve."""
     committed = Path(__file__).resolve().parents[1] / "results"
-    references = [p for p in committed.iterdir() if p.name.startswith(results.REFERENCE_PREFIX)]
+    references = [p for p in committed.iterdir() if p.name.startswith(results.REFERENCE_PREFIX)
+                  and (p / results.RUN_FILE).is_file()]  # a run; reference-regularisation-* holds several
     assert references, "the repository commits a reference run"
     for p in references:
         (tmp_path / p.name).mkdir()
@@ -87,3 +88,31 @@ def test_every_format_names_the_runs_it_shows(tmp_path, capsys, fmt):
     assert "run-one" in out and "run-two" in out
     if fmt in ("table", "md", "html"):
         assert "run run-one (29 records" in out and "run run-two (29 records" in out
+
+
+def test_a_run_with_nothing_to_show_says_why_and_exits_2(tmp_path, capsys):
+    """Not "no cell has finished yet" for every case: a stopped run, a running one and one whose lines are all
+    unreadable each get their own line, exit 2."""
+    import fcntl
+
+    run = _run(tmp_path, "20260301-100000-aaaa", "2026-03-01T10:00:00+00:00")
+    planned = len(json.loads((run / results.RUN_FILE).read_text())["plan"])
+    (run / results.RECORDS).write_bytes(b"")
+
+    def report() -> str:
+        assert main(["report", str(run)]) == 2
+        last = capsys.readouterr().err.splitlines()[-1]  # after any warning naming unreadable lines
+        assert last.startswith("bench: error: run 20260301-100000-aaaa")
+        return last
+
+    assert (f"has no records: it stopped before its first cell ended ({planned} cells planned); finish it with "
+            "bench run --resume 20260301-100000-aaaa") in report()
+    with open(run / ".lock", "a+") as held:  # as `bench run` holds a run folder it writes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        import subprocess
+        import sys
+
+        child = subprocess.run([sys.executable, "-m", "harness", "report", str(run)], capture_output=True, text=True)
+    assert child.returncode == 2 and "it is running in another bench process" in child.stderr
+    (run / results.RECORDS).write_bytes(b"{not json\n[1, 2]\n")
+    assert "none of the 2 lines of its records.jsonl could be read" in report()

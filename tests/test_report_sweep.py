@@ -109,7 +109,7 @@ def test_a_sweep_shows_a_digest_in_every_format_and_says_so(sweep):
     shown = re.search(r"#### Fastest and slowest configurations of each task \((\d+) of 1,000\)", md)
     assert shown and int(shown.group(1)) <= ROW_LIMIT
 
-    text = render(sweep, "table", width=120)
+    text = render(sweep, "table", width=120, full=True)
     assert "1,000 configurations: more than 60" in " ".join(text.split())
     assert len(text.splitlines()) < 400
     overview = rich_tables(text)[0]

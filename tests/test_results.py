@@ -100,9 +100,23 @@ def test_run_file_that_is_not_json_is_a_results_error(tmp_path):
         results.read_run(tmp_path)
 
 
-def test_records_are_plain_json(tmp_path):
-    results.append_record(tmp_path, _record("a"))
-    json.loads((tmp_path / results.RECORDS).read_text())
+def test_a_record_of_numpy_values_and_non_finite_numbers_is_saved_as_strict_json(tmp_path):
+    """What a backend hands over (NumPy scalars and arrays, NaN, infinity, a tuple) is saved as JSON any strict
+    parser reads, one line per record: NaN and infinity as null, NumPy values as plain numbers and lists."""
+    import numpy as np
+
+    def no_constants(name: str):
+        raise AssertionError(f"{name} is not JSON")
+
+    results.append_record(tmp_path, _record("a", train_s=np.float32(1.5), epochs=np.int64(3), steady_epoch_s=np.nan,
+                                             epoch_s=np.array([0.5, np.inf]), details={"shape": (2, np.int32(3))}))
+    results.append_record(tmp_path, _record("b"))
+    lines = (tmp_path / results.RECORDS).read_bytes().splitlines()
+    assert len(lines) == 2
+    saved = json.loads(lines[0], parse_constant=no_constants)
+    assert (saved["train_s"], saved["epochs"], saved["steady_epoch_s"], saved["epoch_s"], saved["details"]) == (
+        1.5, 3, None, [0.5, None], {"shape": [2, 3]})
+    assert type(saved["epochs"]) is int
 
 
 def test_gpus_are_found_through_the_driver_where_nvidia_smi_is_missing(tmp_path):

@@ -28,17 +28,17 @@ def records_files(draw) -> bytes:
     if kind == "bytes":
         return draw(st.binary(max_size=400))
     lines = []
-    for record in FIXTURE_RECORDS:
-        record = dict(record)
+    for fixture in FIXTURE_RECORDS:
+        mutated = dict(fixture)
         for key in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
             choice = draw(st.integers(0, 2))
             if choice == 0:
-                record[key] = draw(JSON_VALUES)
+                mutated[key] = draw(JSON_VALUES)
             elif choice == 1:
-                record[key] = draw(TEXT)  # hostile text where text belongs, or where a number does
+                mutated[key] = draw(TEXT)  # hostile text where text belongs, or where a number does
             else:
-                record.pop(key, None)
-        lines.append(json.dumps(record).encode())
+                mutated.pop(key, None)
+        lines.append(json.dumps(mutated).encode())
         if draw(st.booleans()):
             lines.append(draw(st.binary(max_size=30)).replace(b"\n", b""))
     data = b"\n".join(lines)

@@ -14,7 +14,7 @@ from harness.run.plan import Selection, plan
 from harness.run.runner import Runner
 from tasks.linear_regression import LinearRegression
 from tasks.mnist_tasks import MnistCNN, MnistMLP
-from tests.fakes import FakeBackend, FaultyBackend
+from tests.fakes import FakeBackend, FaultyBackend, SignalsBackend
 
 
 @pytest.fixture
@@ -22,6 +22,7 @@ def registry() -> Registry:
     registry = Registry()
     registry.add("backend", FakeBackend, "test")
     registry.add("backend", FaultyBackend, "test")
+    registry.add("backend", SignalsBackend, "test")
     for task in (LinearRegression, MnistMLP, MnistCNN):
         registry.add("task", task, "test")
     return registry
@@ -98,8 +99,8 @@ def test_records_carry_their_workers_environment_and_measurements(registry, tmp_
     assert row.env_cpu_model == envinfo.cpu_model() != "test cpu" and row.device_name == envinfo.cpu_model()
     assert row.env_plugin_fact == "from the run"
     assert 0 < row.cold_start_s < row.wall_s and row.cold_start_s >= row.first_epoch_s
-    assert row.first_epoch_excess_s == pytest.approx(row.epoch_s[0] - row.epoch_s[1])
-    assert row.samples_per_s == pytest.approx(row.train_size // row.batch_size * row.batch_size / row.epoch_s[1])
+    assert row.first_epoch_excess_s == pytest.approx(row.epoch_s[0] - row.steady_epoch_s)
+    assert row.samples_per_s == pytest.approx(row.train_size // row.batch_size * row.batch_size / row.steady_epoch_s)
     assert row.data_mb > 0
     assert len(row.epoch_s) == 2 and len(row.curve) == 2
     assert row.train_s == pytest.approx(sum(row.epoch_s))
@@ -113,13 +114,16 @@ def test_resume_runs_only_unfinished_cells(registry, tmp_path):
     assert Runner().run(reopened) == []
 
 
-def test_child_processes_do_not_inherit_signal_handlers(registry, tmp_path):
-    # The runner installs SIGINT/SIGTERM handlers only while running and restores them after.
+def test_the_runners_signal_handlers_are_its_own_while_it_runs_and_gone_after(registry, tmp_path):
+    """The worker does not get the runner's SIGINT handler (its own is Python's default) and runs in a session
+    of its own; the runner's handler is in place only while it runs."""
     import signal
 
     before = signal.getsignal(signal.SIGINT)
-    _run(registry, tmp_path, backends=["fake"], modes=["eager"])
+    _, df = _run(registry, tmp_path, backends=["signals"], modes=["eager"])
     assert signal.getsignal(signal.SIGINT) is before
+    (details,) = df["details"]
+    assert details == {"sigint": "default_int_handler", "own_session": True}
 
 
 def test_runner_environment_keeps_compile_caches_private(registry, tmp_path, monkeypatch):
@@ -196,3 +200,46 @@ def test_a_worker_reports_its_outcome_even_when_it_cannot_read_its_environment(m
         os.environ.update(saved)
     assert (result["status"], result["message"]) == ("error", "RuntimeError: second line of the message")
     assert "env" not in result  # the runner records its own
+
+
+def test_a_cell_alone_on_the_machine_counts_itself_once_and_sees_no_other(registry, tmp_path):
+    """The worker's guardian is a fork with the worker's command line: it is not another cell."""
+    from harness.measure.interference import worker_pids
+
+    if worker_pids():
+        pytest.skip("other bench cells run on this machine now")
+    _, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"])
+    if worker_pids():
+        pytest.skip("other bench cells started meanwhile")
+    record = df.iloc[0]
+    assert record["node_cells"] == 1
+    epochs = record["interference"]
+    assert len(epochs) == 2 and all(e["other_cells"] == 0 for e in epochs)
+    assert all(e["cpu_s"] >= 0 and e["involuntary"] >= 0 and e["load"] >= 0 for e in epochs)
+
+
+def test_an_epoch_too_short_to_time_alone_is_timed_in_blocks(registry, tmp_path):
+    """The fake's linear-regression epoch takes well under 100 ms: its steady epoch is a median of blocks of
+    epochs, each block at least 0.2 s, divided by the epochs in a block; the record says so."""
+    import re
+
+    from harness.cell.worker_blocks import BLOCK_AT_LEAST_S, BLOCKS
+
+    _, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"])
+    record = df.iloc[0]
+    blocks = record["steady_epoch_blocks_s"]
+    k = int(re.search(r"blocks of (\d+) epochs", record["steady_epoch_method"]).group(1))
+    assert len(blocks) == BLOCKS and min(blocks) >= BLOCK_AT_LEAST_S * 0.5 and k > 1
+    assert record["steady_epoch_s"] == pytest.approx(sorted(blocks)[BLOCKS // 2] / k)
+    assert record["samples_per_s"] == pytest.approx(1000 // 32 * 32 / record["steady_epoch_s"])
+
+
+def test_an_epoch_long_enough_is_timed_alone(registry, tmp_path):
+    _, df = _run(registry, tmp_path, backends=["fake"], modes=["eager"], tasks=["mnist_mlp"], optimizers=["sgd"],
+                 train_sizes=[20000], test_size=100)
+    record = df.iloc[0]
+    assert record["status"] == "ok", record["message"]
+    if record["epoch_s"][1] < 0.1:
+        pytest.skip("this machine trains the fake MLP faster than the blocks' threshold")
+    assert record["steady_epoch_method"] == "median epoch after the first"
+    assert record["steady_epoch_s"] == record["epoch_s"][1] and record["steady_epoch_blocks_s"] is None

@@ -45,7 +45,8 @@ def test_a_time_read_in_one_process_is_comparable_in_another():
     before = time.monotonic()
     spawned = clock.clock()
     child = subprocess.run(
-        [sys.executable, "-c", "from harness.measure.clock import clock; from harness.cell.worker_phases import spawn_time;"
+        [sys.executable, "-c",
+         "from harness.measure.clock import clock; from harness.cell.worker_phases import spawn_time;"
          "now = clock(); print(now - spawn_time(now))"],
         env={**os.environ, SPAWNED_ENV: repr(spawned)}, capture_output=True, text=True, check=True)
     elapsed_outside = time.monotonic() - before

@@ -77,6 +77,17 @@ class Time(_Cell):
     track_step_s.unit = "seconds"
 
 
+class Compile(_Cell):
+    columns = ("compile_s",)
+
+    def track_compile_s(self, folder, backend, task, mode) -> float:
+        """Compile time as the framework itself reports it (the record's compile_source says how); skipped
+        where the framework cannot tell."""
+        return float(self.record["compile_s"])
+
+    track_compile_s.unit = "seconds"
+
+
 class Accuracy(_Cell):
     metric = "accuracy"
     columns = ("metric_value",)

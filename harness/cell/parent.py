@@ -50,11 +50,19 @@ def private_caches(scratch: Path, tmp: Path | None = None) -> dict[str, str]:
     }
 
 
+CHECKOUT = str(Path(__file__).resolve().parents[2])  # where harness/, backends/ and tasks/ are
+
+
 def child_env(cell: Cell, scratch: Path, tmp: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    # The worker must import what this process imports (plugins installed in odd places, tests).
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
+    if cell.python:
+        # Another environment's interpreter: bench's own code from this checkout, every framework and plugin
+        # from that environment, none from this one's site-packages.
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), CHECKOUT]))
+    else:
+        # The worker must import what this process imports (plugins installed in odd places, tests).
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
     env.update(private_caches(scratch, tmp))
     return env
 
@@ -109,7 +117,8 @@ def run_cell_process(cell: Cell, log_path: Path, tmp: Path | None = None, on_eve
         log = CappedLog(log_path)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.cell.worker"], stdin=subprocess.PIPE, stdout=pipes["output"][1],
+                [cell.python or sys.executable, "-m", "harness.cell.worker"], stdin=subprocess.PIPE,
+                stdout=pipes["output"][1],
                 stderr=subprocess.STDOUT, pass_fds=(pipes["events"][1], pipes["lifeline"][0]),
                 start_new_session=True, env=env,
             )

@@ -19,31 +19,10 @@ from typing import Any, Callable, Iterator
 
 from harness.api import Cell
 from harness.cell.parent import OnEvent, run_cell_process
+from harness.measure.interference import cells_running_here
 
-WORKER_ARGV = (b"-m", b"harness.cell.worker")  # how cell_process starts every worker
 SAMPLE_EVERY_S = 1.0
 LOG_LIMIT = 8 * 2**20  # a log travels home whole up to this size, else its head and its tail
-
-
-def worker_pids() -> set[int]:
-    """bench workers alive on this machine now, of any run: `python -m harness.cell.worker`, as cell_process starts them."""
-    found = set()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if tuple(argv[1:3]) == WORKER_ARGV:
-            found.add(int(entry.name))
-    return found
-
-
-def cells_running_here() -> int:
-    """How many bench cells run on this machine now (whoever shares the node with a cell)."""
-    return len(worker_pids())
 
 
 def gpu_of(visible: str | None) -> tuple[str | None, str | None]:

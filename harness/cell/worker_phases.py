@@ -17,17 +17,22 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from harness.api import load_ref
-from harness.measure import metrics, reference
+from harness.cell.worker_blocks import time_steady_blocks
+from harness.cell.worker_energy import energy_values, open_energy
+from harness.cell.worker_inference import infer
+from harness.measure import interference, metrics, reference
 from harness.measure.clock import PhaseClock, clock
 from harness.measure.stats import median, percentile
 
 if TYPE_CHECKING:
     from harness.api import Backend, Cell, Dataset, Task, Weights
+    from harness.measure.energy import Tally
 
 Emit = Callable[[dict[str, Any]], None]
 SPAWNED_ENV = "BENCH_CELL_SPAWNED"
 WARMUP_STEPS = 2  # before the timed single steps: e.g. to compile a one-step program
 DIVERGED_FACTOR = 1e3  # test loss this many times the initial one (or 1) ends training as diverged
+TRAIN_EVAL_SAMPLES = 10_000  # training samples scored after training: MNIST's first 10,000 of 60,000, a few seconds
 
 
 def spawn_time(fallback: float) -> float:
@@ -64,6 +69,9 @@ class Measurement:
     weights: Weights | None = None
     epoch_s: list[float] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    energy: Tally | None = None  # the cell's energy counter (harness.cell.worker_energy), None: energy_note says why
+    energy_note: str = ""
+    epoch_j: list[float | None] = field(default_factory=list)
 
     @classmethod
     def start(cls, cell: Cell, emit: Emit) -> "Measurement":
@@ -88,6 +96,7 @@ def import_framework(m: Measurement) -> dict[str, Any] | None:
     if problem:
         print(f"skipped: {problem}", file=sys.stderr)
         return {"status": "skipped", "message": problem, "import_s": m.values["import_s"]}
+    open_energy(m)
     return None
 
 
@@ -116,10 +125,14 @@ def check_initial_loss(m: Measurement) -> None:
     m.phase("initial loss")
     first_batch = m.order(0)[0]
 
+    hp = m.cell.hp
+
     def losses() -> tuple[float, float]:
+        # The objective, penalties included (Hyperparams): Backend.loss returns it, so both terms are checked.
         ref_out = reference.forward(m.task.model(), m.weights, m.data.x_train[first_batch])
         return (float(m.backend.loss(m.phases.state, first_batch)),
-                metrics.loss_value(m.task.loss, ref_out, m.data.y_train[first_batch]))
+                metrics.loss_value(m.task.loss, ref_out, m.data.y_train[first_batch])
+                + metrics.penalty(m.weights, hp.l1, hp.weight_decay))
 
     (m.values["initial_loss"], m.values["initial_loss_ref"]), m.values["initial_loss_s"] = m.phases.run(losses)
 
@@ -144,12 +157,17 @@ def train(m: Measurement) -> None:
     the time to target from the process's start; training stops when the loss diverges."""
     v, hp = m.values, m.cell.hp
     v.update(status="ok", message="", cold_start_s=None, time_to_target_s=None, epochs_to_target=None,
-             eval_s=None, eval_total_s=0.0, curve=[])
+             eval_s=None, eval_total_s=0.0, curve=[], interference=[])
     for epoch in range(1, hp.epochs + 1):
         order = m.order(epoch - 1)
         m.emit({"event": "epoch_start", "epoch": epoch, "epochs": hp.epochs})
-        _, seconds = m.phases.run(lambda: m.backend.train_epoch(m.phases.state, order), new_state=True)
+        before = interference.Snapshot.now()
+        _, seconds, readings = m.phases.run_metered(lambda: m.backend.train_epoch(m.phases.state, order),
+                                                    m.energy.read if m.energy else (lambda: None), new_state=True)
+        v["interference"].append(interference.window(before, interference.Snapshot.now()))
         m.epoch_s.append(seconds)
+        if m.energy:
+            m.epoch_j.append(m.energy.window(*readings).joules)
         if v["cold_start_s"] is None:  # bench's own parity check is not what a user's program pays
             v["cold_start_s"] = clock() - m.spawned - v["initial_loss_s"]
         t_eval = clock()
@@ -173,15 +191,34 @@ def read_compile_time(m: Measurement) -> None:
     m.values["compile_s"], m.values["compile_source"] = compiled if compiled else (None, None)
 
 
+def score_training_split(m: Measurement) -> None:
+    """The trained model on the first TRAIN_EVAL_SAMPLES training samples, untimed for training: with the test
+    metrics, the train-test gap that regularisation is meant to close. Before the latency phase, whose steps
+    train further."""
+    if m.values["status"] != "ok":
+        m.values.update(train_metrics=None, train_metric_value=None, train_eval_s=None)
+        return
+    m.phase("train split")
+    rows = np.arange(min(len(m.data.x_train), TRAIN_EVAL_SAMPLES), dtype=np.int64)
+
+    def scores() -> dict[str, float]:
+        outputs = np.asarray(m.backend.predict_rows(m.phases.state, "train", rows))
+        return metrics.score(m.task.loss, m.task.metric, outputs, m.data.y_train[rows])
+
+    found, seconds = m.phases.run(scores)
+    m.values.update(train_metrics={**found, "samples": len(rows)}, train_metric_value=found.get(m.task.metric),
+                    train_eval_s=seconds)
+
+
 def time_single_steps(m: Measurement) -> None:
     """`latency_steps` single synced steps after the training, after WARMUP_STEPS untimed ones."""
     step_ms: list[float] = []
     t_latency = clock()
     if m.values["status"] == "ok" and m.cell.latency_steps > 0:
         m.phase("latency")
-        one = m.order(m.cell.hp.epochs)[:1]
+        batch = m.order(m.cell.hp.epochs)[0]
         for i in range(WARMUP_STEPS + m.cell.latency_steps):
-            _, seconds = m.phases.run(lambda: m.backend.train_epoch(m.phases.state, one), new_state=True)
+            _, seconds = m.phases.run(lambda: m.backend.train_step(m.phases.state, batch), new_state=True)
             if i >= WARMUP_STEPS:
                 step_ms.append(seconds * 1e3)
     m.values.update(latency_s=clock() - t_latency, step_ms_p50=median(step_ms), step_ms_p90=percentile(step_ms, 90))
@@ -191,7 +228,10 @@ def summarise(m: Measurement) -> dict[str, Any]:
     """The record's measured values: the epochs folded into first, steady and total figures, the scores,
     memory and what the backend says of itself."""
     v, epoch_s, hp = m.values, m.epoch_s, m.cell.hp
-    steady = median(epoch_s[1:]) if len(epoch_s) > 1 else None
+    steady = v.get("steady_epoch_s")  # timed in blocks (worker_blocks) where one epoch is too short
+    if steady is None:
+        steady = median(epoch_s[1:]) if len(epoch_s) > 1 else None
+        v["steady_epoch_method"] = "median epoch after the first" if steady is not None else None
     steps = len(m.data.x_train) // hp.batch_size
     v.update(
         first_epoch_excess_s=epoch_s[0] - steady if steady is not None else None,
@@ -210,18 +250,35 @@ def summarise(m: Measurement) -> dict[str, Any]:
         peak_device_mb=m.backend.peak_device_mb(m.phases.state),
         details=m.backend.details(m.phases.state),
     )
+    v.update(energy_values(m, steps * hp.batch_size * (len(epoch_s) - 1) if len(epoch_s) > 1 else None))
     return v
 
 
+def summarise_inference(m: Measurement) -> dict[str, Any]:
+    """An inference cell's record: its prediction figures (already in m.values), memory, details, energy;
+    no training figures, and no metric (the weights are the untrained initial ones)."""
+    m.values.update(
+        total_s=clock() - m.started,
+        metric=m.task.metric,
+        peak_host_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_device_mb=m.backend.peak_device_mb(m.phases.state),
+        details=m.backend.details(m.phases.state),
+    )
+    m.values.update(energy_values(m, None))
+    return m.values
+
+
 PHASES: tuple[Callable[[Measurement], dict[str, Any] | None], ...] = (
-    import_framework, load_data, build_model, check_initial_loss, train, read_compile_time, time_single_steps)
+    import_framework, load_data, build_model, check_initial_loss, train, read_compile_time, score_training_split,
+    time_steady_blocks, time_single_steps)
 
 
 def measure(cell: Cell, emit: Emit) -> dict[str, Any]:
     """Every phase of one cell in order; the values to record (status included)."""
     m = Measurement.start(cell, emit)
-    for phase in PHASES:
+    inference = cell.phase == "inference"
+    for phase in (*PHASES[:PHASES.index(train)], infer) if inference else PHASES:
         early = phase(m)
         if early is not None:
             return early
-    return summarise(m)
+    return summarise_inference(m) if inference else summarise(m)

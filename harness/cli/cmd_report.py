@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.loading import records
+from harness.cli.loading import machine_noise, records
 from harness.cli.output import emit
-from harness.exits import EXIT_OK, RESULTS_ENV, choose, results_root
+from harness.exits import EXIT_OK, RESULTS_ENV, UsageError, choose, results_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--format", default="table",
                         help="table (default), md (GitHub Markdown), csv, json, or html (one self-contained page "
                              "with plots)")
+    report.add_argument("--full", action="store_true",
+                        help="the terminal table with every section (default: the headline, on one screen)")
     report.add_argument("--output", metavar="FILE", help="write to this file instead of the terminal")
     report.add_argument("--out", help=f"results folder (default: ${RESULTS_ENV} or ./results)")
     report.set_defaults(handler=report_command)
@@ -30,6 +32,21 @@ def report_command(args: argparse.Namespace, argv: list[str]) -> int:
     choose("format", [args.format], FORMATS)
     paths = [results.resolve(r, root) for r in (args.runs or ["latest"])]
     df = records(paths, root)
-    text = render(df, args.format)  # everything is rendered before anything is written
+    if df.empty:
+        from harness.run.folders import why_empty
+
+        raise UsageError("; ".join(why_empty(path if path.is_dir() else path.parent) for path in paths))
+    noise = machine_noise(df, root)
+    # everything is rendered before anything is written
+    text = render(df, args.format, full=args.full, machine=noise_summary(noise) if noise else "")
     emit(text, args.output)
     return EXIT_OK
+
+
+def noise_summary(noise: dict) -> str:
+    needed = noise.get("repeats_needed") if isinstance(noise.get("repeats_needed"), dict) else {}
+    n = needed.get("25%")
+    return (f"This machine ({noise.get('host')}): processes of one cell differ by {noise['between_cv']:.1%} "
+            f"(bench calibrate, {noise.get('measured')}); deciding a 25% slowdown with bench compare takes "
+            + (f"--repeat {n} a side." if n else "more repeats than is practical: differences under 25% between "
+                                                 "these figures may be the machine's, not the frameworks'."))

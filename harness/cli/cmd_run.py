@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.cli.loading import environment, records, registry
 from harness.cli.output import tell
-from harness.cli.values import listed, names, number, whole_number
+from harness.cli.values import interpreters, listed, names, number, whole_number
 from harness.exits import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -23,9 +23,11 @@ from harness.exits import (
 )
 
 DEFAULT_TIMEOUT_S = 1800.0
-QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5}
-RUN_OPTIONS = ("backend", "task", "mode", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "threads",
-               "train_size", "test_size")
+# --quick: inference cells time 1 s and 100 queries of batch-1 predictions instead of 10 s and 1,000.
+QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5, "inference_s": 1.0,
+         "inference_queries": 100}
+RUN_OPTIONS = ("backend", "task", "mode", "phase", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "l1",
+               "threads", "train_size", "test_size", "order", "python")
 ALL = "all"  # --backend all: every available backend, not only those a plain run takes
 
 
@@ -38,21 +40,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--mode", type=names("--mode"),
                      help="modes, comma-separated, e.g. eager,compiled (default: each backend's best, the last it "
                           "lists)")
+    run.add_argument("--phase", type=names("--phase"),
+                     help="train (default), inference (prediction: batch-1 latency and throughput at batch 1, 32, "
+                          "256 and 1024, with the task's initial weights; docs/inference-and-energy.md), or both, "
+                          "comma-separated")
+    run.add_argument("--python", type=interpreters,
+                     help="Python environments to run every cell in, comma-separated interpreters, each PATH or "
+                          "LABEL=PATH (e.g. .venv-a/bin/python,.venv-b/bin/python): the environments of one cell "
+                          "run one after another, alternating in time; bench compare --run RUN LABEL_A LABEL_B "
+                          "pairs them (default: this interpreter)")
     run.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, the best device here)")
     run.add_argument("--precision", default="fp32", help="fp32 (default), tf32 or bf16")
     run.add_argument("--repeat", type=whole_number("--repeat"), default=1, help="repeats, each its own process")
+    run.add_argument("--order", help="order of the cells within a repeat: backend (default: each backend's tasks "
+                                     "in turn) or task (every backend's first task, then every backend's second, "
+                                     "in --task order: a run cut short has the same tasks for all)")
     run.add_argument("--epochs", type=whole_number("--epochs"), help="epochs (default: the task's)")
     run.add_argument("--batch-size", type=listed(whole_number("--batch-size"), "--batch-size"),
                      help="batch sizes, comma-separated (default: the task's)")
     run.add_argument("--optimizer", type=names("--optimizer"),
                      help="sgd, momentum, adam, rmsprop, adagrad (comma-separated)")
     run.add_argument("--lr", type=listed(number("--lr", 0, False), "--lr"), help="learning rates, comma-separated")
-    run.add_argument("--weight-decay", type=number("--weight-decay", 0, True), help="coupled L2 coefficient")
+    run.add_argument("--weight-decay", type=listed(number("--weight-decay", 0, True), "--weight-decay"),
+                     help="coupled L2 coefficients, comma-separated: (wd/2)*||w||^2 added to the objective, "
+                          "wd*w to every gradient (default: the task's, 0)")
+    run.add_argument("--l1", type=listed(number("--l1", 0, True), "--l1"),
+                     help="L1 coefficients, comma-separated: l1*||w||_1 added to the objective, l1*sign(w) to every "
+                          "gradient (sign(0) = 0; default 0)")
     run.add_argument("--threads", type=listed(whole_number("--threads"), "--threads"),
                      help="CPU threads per framework, comma-separated (default: all usable cores)")
     run.add_argument("--seed", type=whole_number("--seed", 0), default=0, help="seed of weights and batch order")
-    run.add_argument("--train-size", type=whole_number("--train-size"),
-                     help="training samples, e.g. 20000 or 1e7 (MNIST: the first N, at most 60000)")
+    run.add_argument("--train-size", type=listed(whole_number("--train-size"), "--train-size"),
+                     help="training samples, comma-separated, e.g. 20000 or 1e7 (MNIST: the first N, at most 60000)")
     run.add_argument("--test-size", type=whole_number("--test-size"),
                      help="test samples (MNIST: the first N, at most 10000)")
     run.add_argument("--timeout", type=number("--timeout", 0, False),
@@ -113,8 +132,8 @@ def _backends(args: argparse.Namespace, reg) -> list[str]:
 
 
 def _selection(args: argparse.Namespace, reg):
-    from harness.api import DEVICES, OPTIMIZERS, PRECISIONS
-    from harness.run.plan import Selection
+    from harness.api import DEVICES, OPTIMIZERS, PHASES, PRECISIONS
+    from harness.run.plan import ORDERS, Selection
 
     choose("task", args.task, list(reg.tasks))
     backends = _backends(args, reg)
@@ -123,7 +142,9 @@ def _selection(args: argparse.Namespace, reg):
     choose("mode", args.mode, all_modes)
     choose("device", [args.device], [*DEVICES, "auto"])
     choose("precision", [args.precision], PRECISIONS)
+    choose("order", [args.order] if args.order else None, list(ORDERS))
     choose("optimizer", args.optimizer, OPTIMIZERS)
+    choose("phase", args.phase, PHASES)
     quick = QUICK if args.quick else {}
     return Selection(
         backends=backends,
@@ -137,13 +158,39 @@ def _selection(args: argparse.Namespace, reg):
         optimizers=args.optimizer or [None],
         lrs=args.lr or [None],
         threads=args.threads or [None],
-        weight_decay=args.weight_decay,
+        weight_decays=args.weight_decay or [None],
+        l1s=args.l1 or [None],
         seed=args.seed,
-        train_size=args.train_size or quick.get("train_size"),
+        train_sizes=args.train_size or [quick.get("train_size")],
         test_size=args.test_size or quick.get("test_size"),
         timeout_s=args.timeout or DEFAULT_TIMEOUT_S,
         latency_steps=quick.get("latency_steps", 20),
+        order=args.order or "backend",
+        phases=args.phase or ["train"],
+        pythons=[(label, _runnable(label, path)) for label, path in args.python] if args.python else [None],
+        **{k: quick[k] for k in ("inference_s", "inference_queries") if k in quick},
     )
+
+
+def _runnable(label: str, path: str) -> str:
+    """The interpreter's absolute path, once it has run bench's worker imports from this checkout; UsageError
+    saying what is missing otherwise (nothing written yet)."""
+    import os
+    import shutil
+    import subprocess
+
+    from harness.cell.parent import CHECKOUT
+
+    found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+    if not found or not os.path.isfile(found):
+        raise UsageError(f"--python {label}: {path} is not an executable interpreter")
+    probe = subprocess.run([found, "-c", "import harness.cell.worker, harness.api"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": CHECKOUT}, timeout=120)
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.splitlines() if line.strip()]
+        raise UsageError(f"--python {label}: {path} cannot run bench's worker ({lines[-1] if lines else 'no output'}): "
+                         "install numpy and pluggy, and the frameworks to compare, in that environment")
+    return os.path.abspath(found)
 
 
 def _resumed(args, reg, plugins, root, executor):

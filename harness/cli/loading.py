@@ -55,3 +55,14 @@ def run_records(run: Path, root: Path) -> "pd.DataFrame":
     if df.empty:
         raise UsageError(f"run {run} has no records")
     return df
+
+
+def machine_noise(df: "pd.DataFrame", root: Path) -> dict[str, Any] | None:
+    """The calibration (bench calibrate) of the machine these records were made on, where there is one: the host
+    most of them name."""
+    from harness.store import calibration
+
+    for column in ("env_hostname", "host"):
+        if column in df.columns and df[column].notna().any():
+            return calibration.load(root, str(df[column].dropna().astype(str).mode().iloc[0]))
+    return None

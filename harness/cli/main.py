@@ -12,11 +12,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from harness.cli import cmd_compare, cmd_info, cmd_report, cmd_run
+from harness.cli import cmd_calibrate, cmd_compare, cmd_history, cmd_info, cmd_report, cmd_run
 from harness.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from harness.store.safe_text import one_line
 
-COMMANDS = (cmd_run, cmd_report, cmd_compare, cmd_info)
+COMMANDS = (cmd_run, cmd_report, cmd_compare, cmd_calibrate, cmd_history, cmd_info)
 
 
 class _Parser(argparse.ArgumentParser):

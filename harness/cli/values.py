@@ -64,3 +64,26 @@ def names(option: str) -> Callable[[str], list[str]]:
             raise UsageError(f"empty name in {text!r}")
         return once_each(option, items)
     return parse
+
+
+def interpreters(text: str) -> list[tuple[str, str]]:
+    """--python: (label, path) for each comma-separated PATH or LABEL=PATH. A path's label is its environment's
+    folder (.venv-a/bin/python: venv-a), so that it reads in cell ids and reports."""
+    from pathlib import PurePath
+
+    from harness.api import name_problem
+
+    found = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            raise UsageError(f"--python takes a comma-separated list without empty items, not {text!r}")
+        label, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        if not label:
+            parts = PurePath(path).parts
+            label = (parts[-3] if len(parts) >= 3 and parts[-2] == "bin" else PurePath(path).name).lstrip(".")
+        problem = name_problem(label)
+        if problem:
+            raise UsageError(f"--python: the label {label!r} of {path} {problem}; name it: LABEL={path}")
+        found.append((label, path))
+    once_each("--python labels", [label for label, _ in found])
+    return found

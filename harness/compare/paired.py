@@ -9,7 +9,9 @@ drifting machine the spread between processes is what a difference has to beat. 
 value of steady_epoch_s is already the median of all its steady epochs. The test is Welch's t
 test on the logarithms of the repeats' values (scipy.stats.ttest_ind), which is valid at small n
 (its interval widens as n shrinks, and needs two repeats a side to exist); its confidence interval,
-exponentiated, is the interval of the ratio B/A of geometric means. Verdicts: faster or slower
+exponentiated, is the interval of the ratio B/A of geometric means. Before the test, a side's processes
+slower than SLOW_MODE times its median are set aside as the machine's slow mode (harness.measure.noise,
+docs/repeats-and-compare.md) and counted in the note; --all-processes keeps them. Verdicts: faster or slower
 when the interval excludes 1; same when it lies within the tolerance around 1; otherwise
 inconclusive, with what would decide it.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.measure.noise import SLOW_MODE, fast_mode
 from harness.report.format import (
     fmt_seconds,
     fmt_value,
@@ -36,11 +39,14 @@ from harness.report.format import (
 )
 from harness.report.summary import config_of, status_summary
 from harness.report.terminal import terminal_width
+from harness.store.record import FAILED
 from harness.store.safe_text import csv_safe
 
 # Lower is better for all of them, so B/A > 1 means B is slower.
 METRICS = ("steady_epoch_s", "train_s", "cold_start_s", "time_to_target_s", "first_epoch_s", "compile_s",
-           "step_ms_p50", "step_ms_p90", "eval_s", "setup_s", "import_s", "total_s", "wall_s")
+           "step_ms_p50", "step_ms_p90", "eval_s", "setup_s", "import_s", "total_s", "wall_s",
+           "infer_ms_p50", "infer_ms_p90", "infer_ms_p99", "infer_first_ms")
+INFERENCE_METRICS = frozenset(m for m in METRICS if m.startswith("infer_"))  # compared between inference cells only
 FORMATS = ("table", "md", "csv", "json")
 VERDICTS = ("faster", "slower", "same", "inconclusive", "failed in B", "failed in A", "only in A", "only in B",
             "no values")
@@ -59,11 +65,28 @@ class Side:
     records: pd.DataFrame
 
 
-def pair_key(cell_id: str, backend: str, ignore_backend: bool) -> str:
+def pair_key(cell_id: str, backend: str, ignore_backend: bool, python: str | None = None) -> str:
     config = config_of(cell_id)
+    if python and config.endswith(f"-py{python}"):  # bench run --python: the label ends the id, before the repeat
+        config = config[: -len(f"-py{python}")]
     if ignore_backend and config.startswith(f"{backend}-"):
         return config[len(backend) + 1:]
     return config
+
+
+def _by_repeat(group_a: pd.DataFrame | None, group_b: pd.DataFrame | None, metric: str) -> tuple | None:
+    """The values of the repeats that finished ok on both sides, matched by repeat index: processes of one run
+    that ran next to each other in time (bench run --python), whose shared conditions a paired test cancels."""
+    if group_a is None or group_b is None or "repeat" not in group_a or "repeat" not in group_b:
+        return None
+    sides = []
+    for group in (group_a, group_b):
+        ok = group[group["status"] == "ok"]
+        values = pd.to_numeric(ok[metric], errors="coerce")
+        sides.append(pd.Series(values.to_numpy(), index=pd.to_numeric(ok["repeat"], errors="coerce")))
+    a, b = (s[s.index.notna() & np.isfinite(s) & ~s.index.duplicated()] for s in sides)
+    common = a.index.intersection(b.index)
+    return (a[common].to_numpy(dtype=float), b[common].to_numpy(dtype=float)) if len(common) else None
 
 
 def _values(group: pd.DataFrame | None, metric: str) -> np.ndarray:
@@ -83,15 +106,21 @@ def _failure(group: pd.DataFrame | None) -> str:
 
 
 def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.05, tolerance: float = 0.05,
-            ignore_backend: bool = False) -> pd.DataFrame:
+            ignore_backend: bool = False, noise: float | None = None, ignore_python: bool = False,
+            paired: bool = False, slow_mode: float | None = SLOW_MODE) -> pd.DataFrame:
     """One row per cell configuration found in A or B: geometric means, ratio B/A with its (1 - alpha)
-    confidence interval, p-value and verdict."""
+    confidence interval, p-value and verdict. `noise`: this machine's measured coefficient of variation between
+    processes (bench calibrate), the least spread a side is taken to have: repeats that agree exactly have not
+    measured the machine's noise away. `slow_mode`: a side's processes slower than this many times its fastest
+    are set aside (and counted in the note) before the test; None keeps every process."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (choose from: {', '.join(METRICS)})")
     groups = []
     for side in (a, b):
-        df = side.records
-        keys = [pair_key(c, be, ignore_backend) for c, be in zip(df["cell_id"], df["backend"])]
+        df = _of_phase(side.records, "inference" if metric in INFERENCE_METRICS else "train")
+        labels = df["python"] if ignore_python and "python" in df else pd.Series(None, index=df.index, dtype=object)
+        keys = [pair_key(c, be, ignore_backend, py if isinstance(py, str) else None)
+                for c, be, py in zip(df["cell_id"], df["backend"], labels)]
         groups.append({k: g for k, g in df.assign(_key=keys).groupby("_key", sort=False)})
     ga, gb = groups
     rows = []
@@ -102,13 +131,28 @@ def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.0
         if ignore_backend:
             row["backend"] = f"{a.label} → {b.label}"
         va, vb = _values(group_a, metric), _values(group_b, metric)
+        aside = {}
+        if slow_mode and not paired:
+            (va, aside["A"]), (vb, aside["B"]) = fast_mode(va, slow_mode), fast_mode(vb, slow_mode)
+            va, vb = np.asarray(va), np.asarray(vb)
         row.update(config=key, n_a=len(va), n_b=len(vb), mean_a=_gmean(va), mean_b=_gmean(vb), ratio=None,
                    ci_low=None, ci_high=None, p=None)
-        row.update(_verdict(va, vb, group_a, group_b, metric, alpha, tolerance, row))
+        pairs = _by_repeat(group_a, group_b, metric) if paired else None
+        row.update(_verdict(va, vb, group_a, group_b, metric, alpha, tolerance, row, noise, pairs))
+        if any(aside.values()):
+            said = ", ".join(f"{side} {n} of {n + len(v)}" for (side, n), v in zip(aside.items(), (va, vb)) if n)
+            row["note"] = "; ".join(filter(None, [row.get("note"), f"slow-mode processes set aside: {said}"]))
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     order = table[["task", "backend", "mode", "device", "config"]].astype(str)
     return table.loc[order.sort_values(list(order.columns)).index].reset_index(drop=True)
+
+
+def _of_phase(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """The records of training cells (records older than phases included) or of inference cells: a metric of
+    one says nothing of the other."""
+    phases = df["phase"].fillna("train") if "phase" in df else pd.Series("train", index=df.index)
+    return df[phases.eq(phase).to_numpy()]
 
 
 def _gmean(values: np.ndarray) -> float | None:
@@ -117,8 +161,13 @@ def _gmean(values: np.ndarray) -> float | None:
     return float(np.exp(np.mean(np.log(values)))) if (values > 0).all() else float(np.mean(values))
 
 
+def _failed_repeats(group: pd.DataFrame | None) -> int:
+    return 0 if group is None else int(group["status"].isin(FAILED).sum())
+
+
 def _verdict(va: np.ndarray, vb: np.ndarray, group_a: pd.DataFrame | None, group_b: pd.DataFrame | None,
-             metric: str, alpha: float, tolerance: float, row: dict[str, Any]) -> dict[str, Any]:
+             metric: str, alpha: float, tolerance: float, row: dict[str, Any],
+             noise: float | None = None, pairs: tuple | None = None) -> dict[str, Any]:
     if group_a is None:  # name the configuration: the shown keys may look like another row's
         return {"verdict": "only in B", "note": row["config"]}
     if group_b is None:
@@ -128,6 +177,13 @@ def _verdict(va: np.ndarray, vb: np.ndarray, group_a: pd.DataFrame | None, group
         return {"verdict": "failed in B", "note": _failure(group_b)}
     if not ok_a and len(vb):
         return {"verdict": "failed in A", "note": _failure(group_a)}
+    failed_b, failed_a = _failed_repeats(group_b), _failed_repeats(group_a)
+    if failed_b and not failed_a:  # a cell that became flaky: some repeats of B fail where every one of A ran
+        return {"verdict": "failed in B", "note": f"{failed_b} of {len(group_b)} repeats failed in B, none of "
+                                                  f"{len(group_a)} in A ({_failure(group_b)})"}
+    if failed_a and not failed_b:
+        return {"verdict": "failed in A", "note": f"{failed_a} of {len(group_a)} repeats failed in A, none of "
+                                                  f"{len(group_b)} in B ({_failure(group_a)})"}
     if ok_a and ok_b and metric == "steady_epoch_s" and not (len(va) and len(vb)):
         return {"verdict": "inconclusive",
                 "note": f"one epoch per repeat: no steady epoch to compare; run --epochs 3 --repeat {ADVISED_REPEATS}"}
@@ -145,29 +201,62 @@ def _verdict(va: np.ndarray, vb: np.ndarray, group_a: pd.DataFrame | None, group
         return {"ratio": ratio, "verdict": "inconclusive",
                 "note": f"{len(va)} vs {len(vb)} repeats: the spread between processes is unknown with one; "
                         f"run --repeat {ADVISED_REPEATS}"}
-    test = ratio_test(va, vb, alpha)
+    flat = [side for side, v in (("A", va), ("B", vb)) if np.ptp(np.log(v)) == 0]
+    if flat and not noise:
+        return {"ratio": ratio, "verdict": "inconclusive",
+                "note": f"every repeat of {' and '.join(flat)} gave the same value: no spread between processes to "
+                        "test against (bench calibrate measures this machine's, which compare then uses)"}
+    floor = math.log1p(noise) if noise else 0.0
+    if pairs is not None and len(pairs[0]) >= MIN_REPEATS and (pairs[0] > 0).all() and (pairs[1] > 0).all():
+        test = paired_ratio_test(*pairs, alpha, floor)
+    else:
+        test = ratio_test(va, vb, alpha, floor=floor)
     out = {"ratio": ratio, **test}
     low, high = test["ci_low"], test["ci_high"]
-    if low > 1:
+    band_low, band_high = 1 / (1 + tolerance), 1 + tolerance
+    if low > 1 and ratio > band_high:
         return {**out, "verdict": "slower", "note": ""}
-    if high < 1:
+    if high < 1 and ratio < band_low:
         return {**out, "verdict": "faster", "note": ""}
-    if 1 / (1 + tolerance) <= low and high <= 1 + tolerance:
+    if band_low <= low and high <= band_high:
         return {**out, "verdict": "same", "note": f"within ±{tolerance:.0%}"}
+    if low > 1 or high < 1:
+        return {**out, "verdict": "inconclusive",
+                "note": f"a difference, but not shown beyond ±{tolerance:.0%}; "
+                        f"{_more_repeats(len(va), len(vb), low, high, band_high if low > 1 else band_low)}"}
     return {**out, "verdict": "inconclusive",
             "note": f"the interval includes 1 and is wider than ±{tolerance:.0%}; "
                     f"{_more_repeats(len(va), len(vb), low, high, 1.0)}"}
 
 
-def ratio_test(va: np.ndarray, vb: np.ndarray, alpha: float) -> dict[str, float]:
-    """Welch's t test on log values: p, and the (1 - alpha) confidence interval of the ratio B/A."""
+def paired_ratio_test(va: np.ndarray, vb: np.ndarray, alpha: float, floor: float = 0.0) -> dict[str, float]:
+    """The paired t test on log(B/A) of processes matched by repeat: p, and the (1 - alpha) interval of the ratio
+    of geometric means. `floor` stands in for the spread of the differences only where they have none."""
+    d = np.log(vb) - np.log(va)
+    sd = float(np.std(d, ddof=1)) or math.sqrt(2) * floor
+    mean = float(np.mean(d))
+    if sd == 0:
+        return {"ci_low": math.exp(mean), "ci_high": math.exp(mean), "p": 1.0 if mean == 0 else 0.0}
+    se = sd / math.sqrt(len(d))
+    half = float(stats.t.ppf(1 - alpha / 2, len(d) - 1)) * se
+    return {"ci_low": math.exp(mean - half), "ci_high": math.exp(mean + half),
+            "p": float(2 * stats.t.sf(abs(mean) / se, len(d) - 1))}
+
+
+def ratio_test(va: np.ndarray, vb: np.ndarray, alpha: float, floor: float = 0.0) -> dict[str, float]:
+    """Welch's t test on log values: p, and the (1 - alpha) confidence interval of the ratio B/A. `floor`: the
+    least standard deviation of a side's log values (the machine's measured noise), so that repeats that
+    happen to agree do not make an interval of zero width."""
     la, lb = np.log(va), np.log(vb)
-    if np.ptp(la) == 0 and np.ptp(lb) == 0:  # no spread at all: the difference is exact
-        exact = float(np.exp(lb[0] - la[0]))
-        return {"ci_low": exact, "ci_high": exact, "p": 0.0 if exact != 1 else 1.0}
-    result = stats.ttest_ind(lb, la, equal_var=False)
-    ci = result.confidence_interval(confidence_level=1 - alpha)
-    return {"ci_low": float(np.exp(ci.low)), "ci_high": float(np.exp(ci.high)), "p": float(result.pvalue)}
+    var_a, var_b = (max(float(np.var(x, ddof=1)), floor ** 2) / len(x) for x in (la, lb))
+    se = math.sqrt(var_a + var_b)
+    diff = float(np.mean(lb) - np.mean(la))
+    if se == 0:  # no spread and no floor: only exact equality can be said
+        return {"ci_low": math.exp(diff), "ci_high": math.exp(diff), "p": 1.0 if diff == 0 else 0.0}
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(la) - 1) + var_b ** 2 / (len(lb) - 1))  # Welch-Satterthwaite
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    return {"ci_low": math.exp(diff - half), "ci_high": math.exp(diff + half),
+            "p": float(2 * stats.t.sf(abs(diff) / se, df))}
 
 
 def _more_repeats(n_a: int, n_b: int, low: float, high: float, threshold: float) -> str:
@@ -187,10 +276,16 @@ def gate(table: pd.DataFrame, fail_above: float) -> tuple[pd.DataFrame, pd.DataF
     that has too little data to tell. Cells only in one run, or with no values on either side, are not gated."""
     low, high = (pd.to_numeric(table[c], errors="coerce") for c in ("ci_low", "ci_high"))
     failed = table["verdict"] == "failed in B"
-    above = low > fail_above
-    straddles = (low <= fail_above) & (high > fail_above)
+    above, straddles = interval_against(low, high, fail_above)
     untested = (table["verdict"] == "inconclusive") & low.isna()
     return table[failed | above], table[~failed & ~above & (straddles | untested)]
+
+
+def interval_against(low, high, fail_above: float):
+    """(above, straddles): whether an interval of B/A lies wholly above the gate's ratio (a regression), or
+    reaches above it without lying wholly there (undecided); elementwise over arrays. The one rule of the gate,
+    which the power simulation (harness.compare.power) applies too."""
+    return low > fail_above, (low <= fail_above) & (high > fail_above)
 
 
 def gate_notes(undecided: pd.DataFrame, fail_above: float) -> pd.DataFrame:
@@ -236,25 +331,31 @@ def tally(table: pd.DataFrame) -> str:
     return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts) or "no cells"
 
 
-HOW = ("A, B: geometric mean over the repeats that finished ok (steady_epoch_s: each repeat's median steady epoch); "
-       "B/A with its confidence interval from Welch's t test on the log values of the repeats; faster/slower: the "
-       "interval excludes 1; same: it lies within the tolerance; inconclusive: neither, or too few repeats.")
+def how(metric: str, tolerance: float = 0.05, slow_mode: float | None = SLOW_MODE) -> str:
+    """The legend of a comparison of `metric`."""
+    value = "each repeat's median steady epoch" if metric == "steady_epoch_s" else f"each repeat's {metric}"
+    aside = f", less those slower than {slow_mode:g}x their side's median (slow mode)" if slow_mode else ""
+    return (f"Compared: {metric}. A, B: geometric mean over the repeats that finished ok{aside} ({value}); B/A with "
+            "its confidence interval from Welch's t test on the log values of the repeats; faster/slower: the interval "
+            f"excludes 1 and B/A is beyond ±{tolerance:.0%}; same: the interval lies within ±{tolerance:.0%}; failed "
+            "in B: B has failed repeats where A has none; inconclusive: none of these, or too few repeats.")
 
 
 def render(table: pd.DataFrame, fmt: str, title: str, gate_line: str = "", metric: str = "steady_epoch_s",
-           alpha: float = 0.05) -> str:
+           alpha: float = 0.05, tolerance: float = 0.05, slow_mode: float | None = SLOW_MODE) -> str:
+    legend = how(metric, tolerance, slow_mode)
     if fmt == "csv":
         return csv_safe(table).to_csv(index=False)
     if fmt == "json":
         cells = [{k: json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
-        return json.dumps({"comparison": title, "summary": tally(table), "gate": gate_line or None, "method": HOW,
+        return json.dumps({"comparison": title, "summary": tally(table), "gate": gate_line or None, "method": legend,
                            "cells": cells}, indent=1, allow_nan=False) + "\n"
     header, rows = display(table, metric, alpha)
     summary_line = tally(table) + (f"; {gate_line}" if gate_line else "")
     if fmt == "md":
         numbers = set(range(len(header) - 8, len(header) - 2))
         return "\n".join([f"### {md_escape(title)}", "", md_table(header, rows, right=numbers), "",
-                          md_escape(summary_line), "", md_escape(HOW), ""])
+                          md_escape(summary_line), "", md_escape(legend), ""])
     if fmt != "table":
         raise ValueError(f"unknown compare format {fmt!r} (choose from: {', '.join(FORMATS)})")
     from rich.console import Console
@@ -270,5 +371,5 @@ def render(table: pd.DataFrame, fmt: str, title: str, gate_line: str = "", metri
     console = Console(file=buffer, width=terminal_width(), force_terminal=False, no_color=True)
     console.print(rich_table)
     console.print(escape(summary_line))
-    console.print(escape(HOW))
+    console.print(escape(legend))
     return buffer.getvalue()

@@ -193,7 +193,8 @@ def weights_differences(got: Weights, expected: Weights, exact: bool = True, rto
             if value.shape != e[name].shape:
                 problems.append(f"{where}: shape {value.shape}, expected {e[name].shape}")
             elif value.dtype != np.float32:
-                problems.append(f"{where}: dtype {value.dtype}, expected float32")
+                problems.append(f"{where}: dtype {value.dtype}, expected float32 (get_weights returns the "
+                                f"float32 arrays of harness/model.py's layouts, as build was given them)")
             elif exact and not np.array_equal(value, e[name]):
                 worst = float(np.max(np.abs(value - e[name])))
                 problems.append(f"{where}: differs (max abs difference {worst:.3g})")

@@ -22,7 +22,7 @@ class ReferenceOptimizer:
         self.t += 1
         new = {}
         for k, w in params.items():
-            g = grads[k] + hp.weight_decay * w  # coupled L2
+            g = grads[k] + hp.weight_decay * w + hp.l1 * np.sign(w)  # coupled L2; L1's subgradient, 0 at 0
             if hp.optimizer == "sgd":
                 w = w - hp.lr * g
             elif hp.optimizer == "momentum":

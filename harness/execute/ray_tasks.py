@@ -8,9 +8,12 @@ like every executor; tasks are never retried, so a cell is timed once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
+import sys
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -110,14 +113,22 @@ class RayExecutor(Executor):
             raise UsageError("--executor ray needs Ray: pip install 'bench-harness[ray]'") from None
         if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
             ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: when Ray came in before the variable was set
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                         configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean: no cluster
-            raise UsageError(f"--executor ray: cannot start or join Ray: {last_line(exc, named=False)}") from None
+        with _stderr_kept() as said:  # Ray's C++ client logs each retry there: one line for the user instead
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                             log_to_driver=False, configure_logging=False)
+                failed = None
+            except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean: no cluster
+                failed = last_line(exc, named=False)
+        if failed is not None:
+            if AUTH_REFUSED in "".join(said):
+                failed += (f" ({AUTH_REFUSED}: the cluster uses token authentication; set RAY_AUTH_MODE=token and "
+                           "RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH, to the head's token: `ray get-auth-token` on "
+                           "the head prints it)")
+            raise UsageError(f"--executor ray: cannot start or join Ray: {failed}")
         self._connected = True
 
     def _largest_node(self) -> tuple[int, float]:
@@ -194,7 +205,8 @@ class RayExecutor(Executor):
         except exceptions.OutOfMemoryError as exc:
             return Finished(cell, {"status": "oom", "message": last_line(exc, named=False)}, None, placement)
         except exceptions.RayError as exc:
-            return Finished(cell, {"status": "error", "message": f"Ray: {last_line(exc, named=False)}"}, None, placement)
+            return Finished(cell, {"status": "error", "message": f"Ray: {last_line(exc, named=False)}"},
+                            None, placement)
         if "started" in item:
             running[cell.cell_id] = (time.monotonic(), item["started"].get("job_id"))
             launch.started(cell)
@@ -252,3 +264,25 @@ def _over(task: Any) -> bool:
         return True
     except ray.exceptions.RayError:
         return True
+
+
+AUTH_REFUSED = "InvalidAuthToken"  # what Ray's client logs when the head refuses its token (or its lack of one)
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[list[str]]:
+    """File descriptor 2 goes to a temporary file inside the block (C++ libraries write there directly); the
+    yielded list holds what was written once the block ends."""
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as kept:
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            said.append(kept.read().decode("utf-8", "replace"))

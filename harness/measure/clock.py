@@ -7,6 +7,7 @@ from typing import Any, Callable, TypeVar
 
 clock: Callable[[], float] = time.monotonic  # CLOCK_MONOTONIC: comparable across processes
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class PhaseClock:
@@ -30,4 +31,19 @@ class PhaseClock:
             self.state = result
         self._synced()
         return result, clock() - start
+
+    def run_metered(self, fn: Callable[[], T], read: Callable[[], R],
+                    new_state: bool = False) -> tuple[T, float, tuple[R, R]]:
+        """As `run`, with `read` (an energy counter) called right after each sync, next to the clock reads:
+        the counter's window is the clock's, device work queued before it excluded and the work it ran
+        included."""
+        self._synced()
+        before = read()
+        start = clock()
+        result = fn()
+        if new_state:
+            self.state = result
+        self._synced()
+        seconds = clock() - start
+        return result, seconds, (before, read())
 

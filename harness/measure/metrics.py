@@ -40,3 +40,14 @@ def score(loss: str, metric: str, outputs: np.ndarray, targets: np.ndarray) -> d
     else:
         raise ValueError(f"unknown metric {metric!r}")
     return values
+
+
+def penalty(weights: list[dict[str, np.ndarray]], l1: float, weight_decay: float) -> float:
+    """l1 * ||w||_1 + (weight_decay / 2) * ||w||^2 over every parameter, in float64: what the Hyperparams
+    penalties add to the objective (their gradients are l1 * sign(w) and weight_decay * w)."""
+    if not l1 and not weight_decay:
+        return 0.0
+    arrays = [np.asarray(value, np.float64) for params in weights for value in params.values()]
+    l1_norm = sum(float(np.abs(a).sum()) for a in arrays)
+    squares = sum(float(np.square(a).sum()) for a in arrays)
+    return l1 * l1_norm + 0.5 * weight_decay * squares

@@ -28,7 +28,9 @@ def cv(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1) / mean) if mean else None
 
 
-def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_ci(
+    values: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
     """Percentile bootstrap confidence interval of the median."""
     if len(values) < 2:
         return None

@@ -49,7 +49,8 @@ class Registry:
         table = self.table(kind)
         if name in table:
             raise DuplicateNameError(
-                f"{kind} name {name!r} from plugin {plugin!r} is already registered by plugin {self.owner[(kind, name)]!r}"
+                f"{kind} name {name!r} from plugin {plugin!r} is already registered "
+                f"by plugin {self.owner[(kind, name)]!r}"
             )
         table[name] = cls
         self.owner[(kind, name)] = plugin

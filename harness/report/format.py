@@ -58,6 +58,8 @@ def fmt_value(value: Any) -> str:
     if missing(value):
         return "-"
     if isinstance(value, (float, np.floating)):
+        if float(value).is_integer() and abs(value) < 1e15:  # a count upcast to float by a column's NaN
+            return str(int(value))
         return f"{float(value):.4g}"
     return str(value)
 

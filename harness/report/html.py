@@ -22,7 +22,7 @@ import pandas as pd
 from harness.report.format import fmt_seconds
 from harness.report.plots import Line, bar_chart, esc, line_chart, wants_log
 from harness.report.summary import ENV_FIELDS, varying_keys
-from harness.report.tables import Report, Section, single_repeat_share
+from harness.report.tables import Report, Section, constant_settings, results_section, single_repeat_share
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 EAGER = "eager"
@@ -46,6 +46,7 @@ td.name { white-space: nowrap; }
 tr.failed td { background: #fdecee; }
 tr.skipped td { background: #f6f6f6; color: #666; }
 tr.partial td { background: #fff6e0; }
+div.wide { max-width: 100%; overflow-x: auto; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; }
 .chart { border: 1px solid #e5e5e5; }
 .note { font-size: 12px; color: #555; max-width: 1300px; }
@@ -61,13 +62,15 @@ def render_html(report: Report) -> str:
     runs = ", ".join(e["run_id"] for e in report.environments) or "none"
     body = [f"<h1>bench report</h1><p class=\"note\">Runs shown: {esc(report.runs)}. Medians over repeats; "
             "every number comes from the result files of these runs.</p>"]
-    warnings = [_differences(report.differences), esc(report.digest_note), esc(_noise_note(report.s))]
+    warnings = [esc(report.busy), esc(report.machine), _differences(report.differences), esc(report.digest_note),
+                esc(_noise_note(report.s))]
     body += [f"<p class=\"warning\">{warning}</p>" for warning in warnings if warning]
-    if report.s.empty:
+    if report.s.empty and report.inference.empty:
         body.append("<p>No records: no cell of these runs has finished yet.</p>")
     else:
         for section in report.sections:
             body.append(_section(report, section))
+    if not report.s.empty:  # the charts are of training; inference cells have their table only
         scales = Scales.of(report)
         for task, group in report.shown.groupby("task", sort=True):
             body.append(_task_section(str(task), group, report.records[report.records["task"] == task], scales))
@@ -123,12 +126,37 @@ def _cell_class(section: Section, i: int) -> str:
     return "num" if i in section.numeric else "name" if i in section.names else "text"
 
 
+def _drop_constant_names(section: Section) -> Section:
+    """Without the name columns (task, device...) that hold one value in every row: the heading says it."""
+    keep = [i for i in range(len(section.header))
+            if i not in section.names or len({row[i] for row in section.rows}) > 1 or section.header[i] == "backend"]
+    where = {old: new for new, old in enumerate(keep)}
+    return Section(section.title, [section.header[i] for i in keep], [[row[i] for i in keep] for row in section.rows],
+                   section.note, frozenset(where[i] for i in section.names if i in where),
+                   frozenset(where[i] for i in section.numeric if i in where),
+                   frozenset(where[i] for i in section.wrap if i in where), section.kind)
+
+
+def _per_task(report: Report, title: str) -> list[str]:
+    """The results table one task at a time, the settings a task's rows share in its heading, so that the
+    table keeps to the figures and fits a 1400 px page."""
+    parts = [f"<h2>{esc(title)}</h2>"]
+    for task, rows in report.listed.groupby("task", sort=True):
+        section = _drop_constant_names(results_section(rows))
+        classes = [_row_class(st, ok, n) for st, ok, n in zip(rows["status"], rows["ok"], rows["repeats"])]
+        devices = rows["device"].dropna().astype(str).unique()
+        shared = "; ".join(p for p in (constant_settings(rows), f"device {devices[0]}" if len(devices) == 1 else "")
+                           if p)
+        parts.append(f"<h3>{esc(str(task))}{esc('; ' + shared) if shared else ''}</h3>"
+                     f"<div class=\"wide\">{_table(section, classes)}</div>")
+    return parts
+
+
 def _section(report: Report, section: Section) -> str:
-    classes = None
     if section.kind == "results":
-        listed = report.listed
-        classes = [_row_class(st, ok, n) for st, ok, n in zip(listed["status"], listed["ok"], listed["repeats"])]
-    parts = [f"<h2>{esc(section.title)}</h2>", _table(section, classes)]
+        parts = _per_task(report, section.title)
+    else:
+        parts = [f"<h2>{esc(section.title)}</h2>", f"<div class=\"wide\">{_table(section)}</div>"]
     if section.note:
         parts.append(f"<p class=\"note\">{esc(section.note)}</p>")
     if section.kind == "results":
@@ -187,7 +215,7 @@ class Scales:
     def of(cls, report: Report) -> "Scales":
         shown = report.shown[report.shown["ok"] > 0]
         train = [*_floats(shown["train_s"]), *_floats(shown["train_s_min"]), *_floats(shown["train_s_max"])]
-        compile_values = [*_floats(shown["compile_s"]), *_floats(shown["first_epoch_excess_s"]),
+        compile_values = [*_floats(shown["compile_s"]), *(v for v in _floats(shown["first_epoch_excess_s"]) if v >= 0),
                           *_floats(shown["steady_epoch_s"])]
         speedups = [v for task, group in shown.groupby("task") for v in _speedups(group, _extra(group)).values()]
         ranges: dict[str, list[float]] = {}
@@ -326,11 +354,16 @@ def _compile_vs_steady(task: str, s: pd.DataFrame, extra: list[str], scales: Sca
     values: dict[tuple[str, str], float | None] = {}
     for c, r in zip(categories, records):
         values[(c, DIRECT)] = None if pd.isna(r["compile_s"]) else r["compile_s"]
-        values[(c, ESTIMATE)] = None if pd.isna(r["first_epoch_excess_s"]) else r["first_epoch_excess_s"]
+        excess = r["first_epoch_excess_s"]
+        # A negative excess is noise, not a compile time: left as a gap with its value, never a bar below
+        # zero stretching every task's axis.
+        values[(c, ESTIMATE)] = None if pd.isna(excess) or excess < 0 else excess
         values[(c, STEADY)] = None if pd.isna(r["steady_epoch_s"]) else r["steady_epoch_s"]
     series = [name for name in (DIRECT, ESTIMATE, STEADY) if any(values.get((c, name)) is not None
                                                                   for c in categories)]
     notes = {(c, DIRECT): "not reported" for c in categories if values[(c, DIRECT)] is None and DIRECT in series}
+    notes.update({(c, ESTIMATE): f"{_seconds(r['first_epoch_excess_s'])} (noise)" for c, r in zip(categories, records)
+                  if not pd.isna(r["first_epoch_excess_s"]) and r["first_epoch_excess_s"] < 0})
     explained = []
     if DIRECT in series:
         sources = [f"{c}: {r['compile_source']}" for c, r in zip(categories, records)

@@ -2,7 +2,9 @@
 
 From `harness.report.render.summary()` rows only (never re-runs anything): keras-jax against jax, keras-torch
 against torch, keras-tensorflow against tensorflow, for the same task, mode, device, hardware and
-settings, where both finished ok. A ratio above 1 is what writing the model in Keras costs.
+settings, where both finished ok. A ratio above 1 is what writing the model in Keras costs. Keras's
+`default` mode (model.compile() as the seeds call it) is set against the native backend's best mode,
+`compiled`: what a Keras user runs against the best the framework offers.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import pandas as pd
 from harness.report.format import fmt_seconds, missing
 
 NATIVE = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
-# What must be equal for two rows to be the same workload on the same machine.
-SAME = ("task", "mode", "device", "device_name", "precision", "optimizer", "batch_size", "lr", "epochs", "train_size",
-        "threads")
+# The native mode a Keras mode is set against, where it is not the mode of the same name.
+NATIVE_MODE = {"default": "compiled"}
+# What must be equal for two rows to be the same workload on the same machine (mode: through NATIVE_MODE).
+SAME = ("task", "mode", "device", "device_name", "precision", "optimizer", "batch_size", "lr", "weight_decay", "l1",
+        "epochs", "train_size", "threads")
 # Compile time, in order of preference; a pair uses the first measure both of its rows have.
 COMPILE_MEASURES = (("compile_s", "reported by the framework"), ("first_epoch_excess_s", "first-epoch excess"))
 COLUMNS = ["task", "mode", "device", "engine", "keras_backend", "native_backend", "keras_epoch_s", "native_epoch_s",
            "epoch_ratio", "keras_compile_s", "native_compile_s", "compile_ratio", "compile_measure", "keras_run",
-           "native_run"]
+           "native_run", "native_mode"]
 
 
 def keras_cost(table: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +52,7 @@ def keras_cost(table: pd.DataFrame) -> pd.DataFrame:
             "epoch_ratio": _ratio(keras_row.get("steady_epoch_s"), native.get("steady_epoch_s")),
             "keras_compile_s": compile_keras, "native_compile_s": compile_native,
             "compile_ratio": _ratio(compile_keras, compile_native), "compile_measure": measure,
-            "keras_run": keras_row.get("run"), "native_run": native.get("run"),
+            "keras_run": keras_row.get("run"), "native_run": native.get("run"), "native_mode": native["mode"],
             **{k: keras_row[k] for k in same if k not in ("task", "mode", "device")},
         })
     extra = [k for k in same if k not in COLUMNS]
@@ -59,7 +63,8 @@ def keras_cost(table: pd.DataFrame) -> pd.DataFrame:
 def _counterpart(ok: pd.DataFrame, keras_row: dict[str, Any], same: list[str]) -> dict[str, Any] | None:
     matches = ok["backend"] == NATIVE[keras_row["backend"]]
     for key in same:
-        matches &= ok[key].map(lambda v: _equal(v, keras_row[key])).astype(bool)
+        want = NATIVE_MODE.get(keras_row[key], keras_row[key]) if key == "mode" else keras_row[key]
+        matches &= ok[key].map(lambda v, want=want: _equal(v, want)).astype(bool)
     candidates = ok[matches]
     if candidates.empty:
         return None
@@ -100,9 +105,15 @@ def keras_cost_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the Keras-cost table, from `keras_cost(...)`'s frame."""
     header = ["task", "mode", "device", "engine", "Keras epoch", "native epoch", "epoch ×", "Keras compile",
               "native compile", "compile ×", "compile measured as"]
-    rows = [[str(r["task"]), str(r["mode"]), str(r["device"]), str(r["engine"]),
+    rows = [[str(r["task"]), _modes(r), str(r["device"]), str(r["engine"]),
              fmt_seconds(r["keras_epoch_s"]), fmt_seconds(r["native_epoch_s"]), fmt_ratio(r["epoch_ratio"]),
              fmt_seconds(r["keras_compile_s"]), fmt_seconds(r["native_compile_s"]), fmt_ratio(r["compile_ratio"]),
              "-" if missing(r["compile_measure"]) else str(r["compile_measure"])]
             for r in table.to_dict("records")]
     return header, rows
+
+
+def _modes(row: dict[str, Any]) -> str:
+    """The mode, or "Keras's / native's" where the pair's modes differ (Keras's default against compiled)."""
+    native = row.get("native_mode")
+    return str(row["mode"]) if missing(native) or native == row["mode"] else f"{row['mode']} / {native}"

@@ -10,11 +10,11 @@ from harness.report.tables import Report, differences_line
 
 def to_markdown(report: Report) -> str:
     parts = ["### bench results", "", md_escape(f"Runs shown: {report.runs}.") + "  "]
-    if report.s.empty:
+    if report.s.empty and report.inference.empty:
         return "\n".join([*parts, "", "No records: no cell of these runs has finished yet.", ""])
     for env in report.environments:
         parts.append(md_escape(f"Run {env['run_id']}: " + env_line(env)) + "  ")
-    for line in (differences_line(report.differences), report.digest_note):
+    for line in (report.busy, report.machine, differences_line(report.differences), report.digest_note):
         if line:
             parts += ["", md_escape(line)]
     for section in report.sections:

@@ -115,7 +115,7 @@ class Scale:
 
 # -- shared pieces ---------------------------------------------------------------------
 
-def _text(x: float, y: float, text: str, size: int = 11, anchor: str = "middle", extra: str = "",
+def svg_text(x: float, y: float, text: str, size: int = 11, anchor: str = "middle", extra: str = "",
           hover: str | None = None, fill: str = "#222") -> str:
     """A text node; `hover` (e.g. the full label of a shortened one) becomes its tooltip."""
     tip = f"<title>{esc(hover)}</title>" if hover and hover != text else ""
@@ -138,20 +138,20 @@ def _legend(names: Sequence[str], x0: float, y0: float, width: float,
             dash = ' stroke-dasharray="5,3"' if dashed[i] else ""
             parts.append(f'<line x1="{x:.1f}" y1="{y + 5:.1f}" x2="{x + 16:.1f}" y2="{y + 5:.1f}" '
                          f'stroke="{color(i)}" stroke-width="3"{dash}/>')
-        parts.append(_text(x + 21, y + 9, label, 11, "start", hover=name))
+        parts.append(svg_text(x + 21, y + 9, label, 11, "start", hover=name))
         x += item_w
     return "".join(parts), (y - y0) + 18
 
 
-def _y_axis(scale: Scale, left: float, right: float, label: str, top: float, bottom: float) -> str:
+def y_axis(scale: Scale, left: float, right: float, label: str, top: float, bottom: float) -> str:
     parts = []
     for tick in scale.ticks:
         y = scale(tick)
         parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>')
-        parts.append(_text(left - 6, y + 4, fmt_number(tick), 10, "end"))
+        parts.append(svg_text(left - 6, y + 4, fmt_number(tick), 10, "end"))
     parts.append(f'<line x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{bottom:.1f}" stroke="#444"/>')
     mid = (top + bottom) / 2
-    parts.append(_text(14, mid, label + (" (log scale)" if scale.log else ""), 11,
+    parts.append(svg_text(14, mid, label + (" (log scale)" if scale.log else ""), 11,
                        extra=f'transform="rotate(-90 14 {mid:.1f})"'))
     return "".join(parts)
 
@@ -167,15 +167,15 @@ def _footnote(width: float, y: float, text: str) -> tuple[str, float]:
             lines.append(word)
         else:
             lines[-1] = f"{lines[-1]} {word}".strip()
-    svg = "".join(_text(12, y + 12 + 13 * i, line, 10, "start", fill="#555") for i, line in enumerate(lines))
+    svg = "".join(svg_text(12, y + 12 + 13 * i, line, 10, "start", fill="#555") for i, line in enumerate(lines))
     return svg, 13.0 * len(lines) + 6
 
 
-def _frame(width: float, height: float, title: str, body: str) -> str:
+def frame(width: float, height: float, title: str, body: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{esc(title)}">'
             f'<title>{esc(title)}</title><rect width="100%" height="100%" fill="#fff"/>'
-            f'{_text(width / 2, 20, title, 13, extra=BOLD)}{body}</svg>')
+            f'{svg_text(width / 2, 20, title, 13, extra=BOLD)}{body}</svg>')
 
 
 # -- charts ----------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
     data = [v for v in values.values() if v is not None] + [hi for _, hi in spread.values()]
     data += [lo for lo, _ in spread.values()] + ([reference[0]] if reference else []) + list(domain)
     y = Scale.fit(data, plot_bottom, top, log=log)
-    parts = [_y_axis(y, left, right, y_label, top, plot_bottom)]
+    parts = [y_axis(y, left, right, y_label, top, plot_bottom)]
     bar_w = group_w * 0.8 / max(len(series), 1)
     base = y(y.lo) if y.log else y(max(y.lo, 0.0))
     for ci, category in enumerate(categories):
@@ -216,9 +216,14 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
             value = values.get((category, name))
             if value is None:
                 note = notes.get((category, name))
-                if note:
-                    parts.append(_text(x + bar_w / 2, base - 4, short(note, max(3, int(bar_w / 5))), 9,
-                                       hover=f"{category} / {name}: {note}", fill=RED))
+                if note and len(note) * 5 <= bar_w:
+                    parts.append(svg_text(x + bar_w / 2, base - 4, note, 9, hover=f"{category} / {name}: {note}",
+                                       fill=RED))
+                elif note:  # upright in its gap, whole: a narrow bar cannot hold it across
+                    cx = x + bar_w / 2 + 3
+                    parts.append(svg_text(cx, base - 4, short(note, max(3, int((base - top) / 5))), 9, "start",
+                                       hover=f"{category} / {name}: {note}", fill=RED,
+                                       extra=f'transform="rotate(-90 {cx:.1f} {base - 4:.1f})"'))
                 continue
             top_y = y(value)
             h = abs(base - top_y)
@@ -233,24 +238,24 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[str],
                              f'M{cx - 4:.1f},{y(hi):.1f}h8" stroke="#222" fill="none"/>')
             if bar_w >= 26:
                 label_y = min(top_y, y(spread[(category, name)][1]) if (category, name) in spread else top_y)
-                parts.append(_text(x + bar_w / 2, label_y - 4, value_format(value), 9))
+                parts.append(svg_text(x + bar_w / 2, label_y - 4, value_format(value), 9))
         label = short(category, label_limit)
         cx = left + ci * group_w + group_w / 2
         if rotate:
-            parts.append(_text(cx, plot_bottom + 14, label, 11, "end", hover=category,
+            parts.append(svg_text(cx, plot_bottom + 14, label, 11, "end", hover=category,
                                extra=f'transform="rotate(-30 {cx:.1f} {plot_bottom + 14:.1f})"'))
         else:
-            parts.append(_text(cx, plot_bottom + 16, label, 11, hover=category))
+            parts.append(svg_text(cx, plot_bottom + 16, label, 11, hover=category))
     parts.append(f'<line x1="{left:.1f}" y1="{base:.1f}" x2="{right:.1f}" y2="{base:.1f}" stroke="#444"/>')
     if reference:
         ry = y(reference[0])
         parts.append(f'<line x1="{left:.1f}" y1="{ry:.1f}" x2="{right:.1f}" y2="{ry:.1f}" stroke="{RED}" '
                      f'stroke-dasharray="6,4"/>')
-        parts.append(_text(right - 2, ry - 4, reference[1], 10, "end", fill=RED, extra=HALO))
+        parts.append(svg_text(right - 2, ry - 4, reference[1], 10, "end", fill=RED, extra=HALO))
     if legend_svg:
         parts.append(f'<g transform="translate(0 {plot_bottom + label_h + 10:.1f})">{legend_svg}</g>')
     note_svg, note_h = _footnote(width, total_h, footnote)
-    return _frame(width, total_h + note_h, title, "".join(parts) + note_svg)
+    return frame(width, total_h + note_h, title, "".join(parts) + note_svg)
 
 
 @dataclass
@@ -273,19 +278,19 @@ def line_chart(title: str, lines: Sequence[Line], x_label: str, y_label: str,
     ys = [v for l in lines for v in l.ys] + ([hline[0]] if hline else []) + list(y_domain)
     x = Scale.fit(xs, left, right, log=log_x, zero=True)
     y = Scale.fit(ys, plot_bottom, top, log=False, zero=False)
-    parts = [_y_axis(y, left, right, y_label, top, plot_bottom)]
+    parts = [y_axis(y, left, right, y_label, top, plot_bottom)]
     for tick in x.ticks:
         px = x(tick)
         parts.append(f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{plot_bottom:.1f}" stroke="#eeeeee"/>')
-        parts.append(_text(px, plot_bottom + 15, fmt_number(tick), 10))
+        parts.append(svg_text(px, plot_bottom + 15, fmt_number(tick), 10))
     parts.append(f'<line x1="{left:.1f}" y1="{plot_bottom:.1f}" x2="{right:.1f}" y2="{plot_bottom:.1f}" '
                  'stroke="#444"/>')
-    parts.append(_text((left + right) / 2, plot_bottom + 32, x_label + (" (log scale)" if x.log else ""), 11))
+    parts.append(svg_text((left + right) / 2, plot_bottom + 32, x_label + (" (log scale)" if x.log else ""), 11))
     if hline:
         hy = y(hline[0])
         parts.append(f'<line x1="{left:.1f}" y1="{hy:.1f}" x2="{right:.1f}" y2="{hy:.1f}" stroke="{RED}" '
                      f'stroke-dasharray="6,4"/>')
-        parts.append(_text(right - 2, hy - 4, hline[1], 10, "end", fill=RED, extra=HALO))
+        parts.append(svg_text(right - 2, hy - 4, hline[1], 10, "end", fill=RED, extra=HALO))
     for i, line in enumerate(lines):
         points = [(x(a), y(b)) for a, b in zip(line.xs, line.ys)
                   if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
@@ -300,4 +305,4 @@ def line_chart(title: str, lines: Sequence[Line], x_label: str, y_label: str,
                          f'<title>{esc(line.name)}: {esc(fmt_number(b))} at {esc(fmt_number(a))} s</title></circle>')
     parts.append(f'<g transform="translate(0 {plot_bottom + 44:.1f})">{legend_svg}</g>')
     note_svg, note_h = _footnote(width, height + legend_h + 10, footnote)
-    return _frame(width, height + legend_h + 10 + note_h, title, "".join(parts) + note_svg)
+    return frame(width, height + legend_h + 10 + note_h, title, "".join(parts) + note_svg)

@@ -23,14 +23,16 @@ from harness.store.safe_text import csv_safe
 FORMATS = ("table", "md", "csv", "json", "html")
 
 
-def render(df: pd.DataFrame, fmt: str, width: int | None = None) -> str:
-    """The report of records `df` in format `fmt` (`width`: the terminal table's, default the terminal's)."""
+def render(df: pd.DataFrame, fmt: str, width: int | None = None, full: bool = False, machine: str = "") -> str:
+    """The report of records `df` in format `fmt` (`width`: the terminal table's, default the terminal's;
+    `full`: every section of the terminal table, not only the headline; `machine`: a line on the machine's
+    measured noise, for every format)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r} (choose from: {', '.join(FORMATS)})")
     s = summary(df)
     if fmt == "csv":
         return csv_safe(s).to_csv(index=False)
-    report = build(df, s)
+    report = build(df, s, machine)
     if fmt == "json":
         return to_json(report)
     if fmt == "md":
@@ -39,11 +41,12 @@ def render(df: pd.DataFrame, fmt: str, width: int | None = None) -> str:
         from harness.report.html import render_html
 
         return render_html(report)
-    return to_table(report, width)
+    return to_table(report, width, full)
 
 
 def to_json(report: Report) -> str:
-    cells = [{k: json_value(v) for k, v in row.items()} for row in report.s.to_dict("records")]
+    rows = pd.concat([report.s, report.inference]) if not report.inference.empty else report.s
+    cells = [{k: json_value(v) for k, v in row.items()} for row in rows.to_dict("records")]
     envs = [{k: json_value(v) if not isinstance(v, dict) else v for k, v in e.items()} for e in report.environments]
     return json.dumps({"report": "bench", "schema_version": results.SCHEMA_VERSION, "runs": envs,
                        "environment_differences": report.differences, "cells": cells},

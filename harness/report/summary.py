@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-KEYS = ["task", "backend", "mode", "device", "precision", "optimizer", "batch_size", "lr", "epochs"]
+KEYS = ["task", "backend", "mode", "device", "precision", "optimizer", "batch_size", "lr", "weight_decay", "l1",
+        "epochs", "python"]
 SHOWN_KEYS = ("task", "backend", "mode", "device")  # always shown; the other keys only where they vary
 NOISY_CV = 0.07  # repeats spread more than this (coefficient of variation) get flagged
 ENV_FIELDS = [
@@ -21,6 +22,11 @@ ENV_FIELDS = [
 MEDIANS = ("steady_epoch_s", "first_epoch_s", "cold_start_s", "samples_per_s", "step_ms_p50", "eval_s",
            "time_to_target_s", "epochs_to_target", "metric_value", "data_mb")
 PEAKS = ("peak_host_mb", "peak_device_mb")
+# Inference cells' figures and the energy figures, medians over ok repeats like the timings above.
+INFERENCE_MEDIANS = ("infer_first_ms", "infer_ms_p50", "infer_ms_p90", "infer_ms_p99", "infer_queries",
+                     *(f"infer_samples_per_{unit}_b{b}" for unit in ("s", "j") for b in (1, 32, 256, 1024)),
+                     "energy_j", "samples_per_j")
+LABELS = ("phase", "energy_source")  # per configuration, the first non-null (columns older records lack)
 FIRSTS = ("device_name", "framework_version", "train_size", "threads", "metric", "target")
 BOOTSTRAP_RESAMPLES = 2000  # as harness.measure.clock.bootstrap_ci
 BOOTSTRAP_CHUNK = 20_000_000  # resampled values held at once
@@ -122,8 +128,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     run, config = df["run_id"].astype(str), _configs(df["cell_id"])
     codes = pd.Series(pd.MultiIndex.from_arrays([run, config]).factorize()[0], index=df.index)
     ok = df["status"].eq("ok")
-    numbers = pd.DataFrame({c: _numeric(df, c) for c in (*MEDIANS, *PEAKS, "train_s", "compile_s",
-                                                          "first_epoch_excess_s")})
+    numbers = pd.DataFrame({c: _numeric(df, c) for c in (*MEDIANS, *INFERENCE_MEDIANS, *PEAKS, "train_s",
+                                                          "compile_s", "first_epoch_excess_s")})
     source = df["compile_source"].where(df["compile_source"].map(lambda v: isinstance(v, str) and bool(v)))
     # Records written before compile_source existed stored the first-epoch excess as compile_s: an
     # estimate, so it is shown as one. A throughput without a steady epoch is not steady-state.
@@ -138,7 +144,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     good = numbers[ok.to_numpy()].groupby("code")
     train = good["train_s"]
     out = pd.DataFrame(index=pd.Index(range(int(codes.max()) + 1), name="code"))
-    out = out.join(good[list(MEDIANS)].median()).join(good[list(PEAKS)].max())
+    out = out.join(good[[*MEDIANS, *INFERENCE_MEDIANS]].median()).join(good[list(PEAKS)].max())
     stats = pd.DataFrame({
         "train_s": train.median(), "train_s_iqr": train.quantile(0.75) - train.quantile(0.25),
         "train_s_min": train.min(), "train_s_max": train.max(), "_n": train.count(), "_std": train.std(ddof=1),
@@ -165,6 +171,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         out[column] = out[column].fillna(0).astype(int)
     out = out.drop(columns=["_n", "_std", "_mean"])
     out["ran_on"] = _ran_on(df, codes, out.index)
+    labels = df[[c for c in LABELS if c in df]].assign(code=codes.to_numpy()).groupby("code").first()
+    out = out.join(labels.reindex(columns=list(LABELS)))
     order = out[["task", "backend", "mode", "device", "config", "run"]].astype(str)
     out = out.loc[order.sort_values(list(order.columns)).index].reset_index(drop=True)
     front = [c for c in columns if c in out]

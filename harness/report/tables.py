@@ -13,12 +13,14 @@ the records and the summary and returns a Section, or None when it has nothing t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from harness.report.busy import busy_line
 from harness.report.format import (
     cells,
     fmt_mb,
@@ -26,6 +28,16 @@ from harness.report.format import (
     fmt_seconds,
     fmt_value,
     missing,
+)
+from harness.report.inference_table import (
+    INFERENCE,
+    LATENCY_NOTE,
+    THROUGHPUT_NOTE,
+    inference_note,
+    inference_rows,
+    latency_texts,
+    part,
+    throughput_texts,
 )
 from harness.report.summary import (
     KEYS,
@@ -67,7 +79,22 @@ def keras_cost_section(df: pd.DataFrame, s: pd.DataFrame) -> "Section | None":
                    note="epoch: median steady epoch; ×: Keras over native, above 1 is what writing the model in "
                         "Keras costs; compile: the framework's own figure where both report one, else both "
                         "first-epoch excesses (no ratio for a negative excess)",
-                   names=frozenset({0, 1, 2, 3}), numeric=frozenset(range(4, 10)), wrap=frozenset({10}))
+                   names=frozenset({0, 1, 2, 3}), numeric=frozenset(range(4, 10)), wrap=frozenset({10}),
+                   kind="keras_cost")
+
+
+INFERENCE_LATENCY = "Inference latency at batch 1, backend × task"
+INFERENCE_THROUGHPUT = "Inference throughput at batch 1024 (samples/s), backend × task"
+
+
+def inference_section(inference: pd.DataFrame) -> "Section | None":
+    """The inference cells' own table (harness.report.inference_table); None when a run has none."""
+    if inference.empty:
+        return None
+    header, rows, names = inference_rows(inference)
+    return Section("Inference (prediction, untrained weights)", header, rows, inference_note(inference),
+                   names=frozenset(range(names)), numeric=frozenset(range(names + 1, len(header))),
+                   wrap=frozenset({names}), kind=INFERENCE)
 
 
 EXTRA_SECTIONS: list[Callable[[pd.DataFrame, pd.DataFrame], "Section | None"]] = [keras_cost_section]
@@ -140,6 +167,9 @@ RESULT_COLUMNS = [
            _column("steady_epoch_s", fmt_seconds)),
     Column("samples/s", "samples/s", "samples/s: training throughput over the steady epochs ('-' for a one-epoch "
            "cell, which has none)", _column("samples_per_s", fmt_rate)),
+    Column("samples/J", "samples/J", "samples/J: training samples per joule over the steady epochs, where the "
+           "device's energy counter could be read (NVML on a GPU, RAPL on a CPU; the counter in each record's "
+           "energy_source)", _column("samples_per_j", fmt_rate), _present("samples_per_j")),
     Column("compile", "compile", "compile: compile time as the framework itself reports it (how, per backend, "
            "under 'compile measured by'); '-' where it cannot tell", _column("compile_s", fmt_seconds),
            _present("compile_s")),
@@ -246,6 +276,13 @@ def cold_matrix_rows(s: pd.DataFrame, row_keys: list[str] | None = None) -> tupl
     return _matrix(s, texts, row_keys)
 
 
+def steady_matrix_rows(s: pd.DataFrame, row_keys: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The same overview of the steady epoch (median epoch after the first)."""
+    texts = [(fmt_seconds(epoch) if not missing(epoch) else "-") if ok else str(status)
+             for ok, epoch, status in zip(s["ok"], s["steady_epoch_s"], s["status"])]
+    return _matrix(s, texts, row_keys)
+
+
 def _matrix_section(title: str, header: list[str], rows: list[list[str]], note: str) -> Section:
     first_task = next((i for i, h in enumerate(header) if h not in ("backend", "mode", "device", *KEYS, "run",
                                                                       "train_size", "threads")), len(header))
@@ -345,6 +382,9 @@ class Report:
     differences: dict[str, list[str]]
     compile_sources: list[str]
     targets: dict[str, str]
+    inference: pd.DataFrame = field(default_factory=pd.DataFrame)  # inference cells' rows (`s` has none of them)
+    busy: str = ""  # one line when the records say their machine was busy (harness.report.busy)
+    machine: str = ""  # the machine's measured noise (bench calibrate), where known
 
     @property
     def digest_note(self) -> str:
@@ -384,8 +424,9 @@ def differences_line(differences: dict[str, list[str]]) -> str:
             + ". Compare figures across them with care.")
 
 
-def build(df: pd.DataFrame, s: pd.DataFrame) -> Report:
+def build(df: pd.DataFrame, s: pd.DataFrame, machine: str = "") -> Report:
     envs = environments(df)
+    s, inference = part(s)  # inference cells have a table of their own, and no place in the training ones
     sweep = is_sweep(s)
     shown = representatives(s) if sweep else s
     listed = extremes(s) if sweep else s
@@ -409,16 +450,26 @@ def build(df: pd.DataFrame, s: pd.DataFrame) -> Report:
         if failures:
             sections.append(failures)
         sections += [section for build_extra in EXTRA_SECTIONS if (section := build_extra(df, s)) is not None]
+    if not inference.empty:
+        sections.append(_matrix_section(INFERENCE_LATENCY, *_matrix(inference, latency_texts(inference), None),
+                                        LATENCY_NOTE))
+        sections.append(_matrix_section(INFERENCE_THROUGHPUT, *_matrix(inference, throughput_texts(inference), None),
+                                        THROUGHPUT_NOTE))
+        sections.append(inference_section(inference))
+        failed = failures_section(inference, list(SHOWN_KEYS))
+        if failed:
+            sections.append(dataclasses.replace(failed, title="Failed and skipped inference cells"))
     return Report(df, s, shown, listed, sweep, sections, runs_named(envs), envs, environment_differences(df),
-                  [] if s.empty else compile_sources(s), {} if s.empty else targets_by_task(s))
+                  [] if s.empty else compile_sources(s), {} if s.empty else targets_by_task(s), inference,
+                  busy_line(df), machine)
 
 
 def constant_settings(s: pd.DataFrame) -> str:
     """The settings every row of `s` shares (hyperparameters a table leaves out because they do not vary)."""
     parts = []
-    for k in ("optimizer", "batch_size", "lr", "epochs", "precision", "train_size", "threads"):
+    for k in ("optimizer", "batch_size", "lr", "weight_decay", "l1", "epochs", "precision", "train_size", "threads"):
         values = s[k].dropna().astype(str).unique() if k in s else []
-        if len(values) == 1:
+        if len(values) == 1 and not (k in ("weight_decay", "l1") and not s[k].dropna().iloc[0]):  # no penalty: unsaid
             parts.append(f"{k} {fmt_value(s[k].dropna().iloc[0])}")
     return ", ".join(parts)
 

@@ -10,6 +10,7 @@ printed as a list, one line per row.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -17,26 +18,31 @@ import sys
 import textwrap
 
 import pandas as pd
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from harness.report.tables import (
+    INFERENCE_LATENCY,
+    INFERENCE_THROUGHPUT,
     Report,
     Section,
     constant_settings,
     differences_line,
     display_rows,
     result_columns,
+    steady_matrix_rows,
     varying_keys,
 )
 
+FAILURES_SHOWN = 5  # cells that did not finish ok, one line each, on the one-screen report
 WRAP_MIN = 8  # a column of words is never made narrower than this (or its longest word)
 # Figures of the results table in the order they give way (terminal headers); the rest always stay. Cold
 # start has a headline table of its own; the steady epoch is the figure nothing else shows.
-DROP_ORDER = ("device mem", "data", "host mem", "ran on", "CV", "excess", "compile", "samples/s", "cold", "to target",
-              "epoch")
+DROP_ORDER = ("samples/J", "device mem", "data", "host mem", "ran on", "CV", "excess", "compile", "samples/s", "cold",
+              "to target", "epoch")
 
 
 def terminal_width() -> int:
@@ -205,8 +211,83 @@ def _task_tables(console: Console, listed: pd.DataFrame, width: int, prefix: str
     return hidden
 
 
-def to_table(report: Report, width: int | None = None) -> str:
-    """The report for a terminal `width` columns wide (default: the terminal's)."""
+def _grid(console: Console, section: Section, width: int) -> None:
+    """An overview on one screen: its name columns joined into one label, a light box; split by task
+    columns (render_overview) only where even that does not fit."""
+    keys = sorted(section.names)
+    tasks = [i for i in range(len(section.header)) if i not in section.names]
+    rows = [[" ".join(r[i] for i in keys if r[i] != "-" and not (section.header[i] == "device" and
+                                                                   len({x[i] for x in section.rows}) == 1)),
+             *(r[i] for i in tasks)] for r in section.rows]
+    header = [" ".join(section.header[i] for i in keys if section.header[i] != "device"
+                       or len({x[i] for x in section.rows}) > 1), *(section.header[i] for i in tasks)]
+    natural, _ = _widths(header, rows, frozenset())
+    if sum(natural) + 2 * (len(header) - 1) > width:
+        render_overview(console, section, width)
+        return
+    _lines(console, section.title, width, indent="")  # above, not as the table's title: that wraps to its width
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True)
+    for i, name in enumerate(header):
+        table.add_column(escape(name), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+
+
+def render_keras_cost(console: Console, section: Section, width: int) -> None:
+    """The Keras-cost table one task at a time, each pair as "Keras / native" beside its ratio, so that it
+    reads at 80 columns; pairs measured as first-epoch excesses are marked."""
+    h = {name: i for i, name in enumerate(section.header)}
+    devices = {r[h["device"]] for r in section.rows}
+    excess = False
+    for task in sorted({r[h["task"]] for r in section.rows}):
+        rows = []
+        for r in (r for r in section.rows if r[h["task"]] == task):
+            marked = "excess" in r[h["compile measured as"]]
+            excess |= marked
+            rows.append([r[h["mode"]] + (f" {r[h['device']]}" if len(devices) > 1 else ""), r[h["engine"]],
+                         f"{r[h['Keras epoch']]} / {r[h['native epoch']]}", r[h["epoch ×"]],
+                         f"{r[h['Keras compile']]} / {r[h['native compile']]}" + (" *" if marked else ""),
+                         r[h["compile ×"]]])
+        part = Section(f"Keras cost, {task}: Keras / native on the same engine",
+                       ["mode", "engine", "epoch", "×", "compile", "×"], rows,
+                       names=frozenset({0, 1}), numeric=frozenset(range(2, 6)))
+        _grid(console, part, width)
+    note = section.note + (" *: compile as first-epoch excesses (the engine reports no compile time there)."
+                           if excess else "")
+    _lines(console, note, width, indent="")
+
+
+def _one_screen(report: Report, console: Console, width: int, say) -> None:
+    """The headline: training time and steady epoch per backend and task, what did not finish in one line
+    each, and where the rest is."""
+    for section in report.sections:
+        if section.kind == "overview" and section.title.startswith("Training time"):
+            _grid(console, dataclasses.replace(section, title="Training time (all epochs, compile included; "
+                                                                "✓: target met)"), width)
+    header, rows = steady_matrix_rows(report.shown, None if not report.sweep else
+                                      [k for k in ("run", "backend", "mode", "device") if k in report.shown])
+    _grid(console, Section("Steady epoch (median epoch after the first)", header, rows,
+                           names=frozenset(i for i, h in enumerate(header) if h not in set(report.shown["task"]
+                                                                                               .astype(str)))),
+          width)
+    bad = report.s[report.s["ok"] < report.s["repeats"]]
+    for _, row in bad.head(FAILURES_SHOWN).iterrows():
+        what = " ".join(str(row[k]) for k in ("backend", "mode", "task") if isinstance(row.get(k), str))
+        line = f"{what}: {row['status']}: {row['message'] if isinstance(row['message'], str) else ''}".rstrip(": ")
+        say(line if len(line) <= width else line[: width - 1] + "…")
+    if len(bad) > FAILURES_SHOWN:
+        say(f"… and {len(bad) - FAILURES_SHOWN} more cells that did not all finish ok")
+    kinds = {section.kind for section in report.sections}
+    rest = ["cold start" if "Cold start" in " ".join(s.title for s in report.sections) else "",
+            "every figure per task", "reasons in full" if "failures" in kinds else "",
+            "Keras cost" if "keras_cost" in kinds else ""]
+    say(f"The rest ({', '.join(r for r in rest if r)}): add --full, or --format md or html.")
+
+
+def to_table(report: Report, width: int | None = None, full: bool = False) -> str:
+    """The report for a terminal `width` columns wide (default: the terminal's): the headline on one screen,
+    or with `full` every section."""
     width = width or terminal_width()
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, no_color=True, highlight=False)
@@ -216,10 +297,19 @@ def to_table(report: Report, width: int | None = None) -> str:
             console.print(escape(text))
 
     say(f"bench report: {report.runs}")
-    if report.s.empty:
+    if report.s.empty and report.inference.empty:
         say("no records (no cell of these runs has finished yet)")
         return buffer.getvalue()
+    say(report.busy)
+    say(report.machine)
     say(differences_line(report.differences))
+    if not full:
+        if not report.s.empty:
+            _one_screen(report, console, width, say)
+        for section in report.sections:  # inference cells: their overviews are their headline
+            if section.kind == "overview" and section.title in (INFERENCE_LATENCY, INFERENCE_THROUGHPUT):
+                _grid(console, section, width)
+        return buffer.getvalue()
     say(report.digest_note)
     hidden: set[str] = set()
     shown_notes: list[str] = []
@@ -229,6 +319,8 @@ def to_table(report: Report, width: int | None = None) -> str:
             say(section.note)
         elif section.kind == "failures":
             render_failures(console, section, width)
+        elif section.kind == "keras_cost":
+            render_keras_cost(console, section, width)
         elif section.kind == "results":
             prefix = "fastest and slowest of " if report.sweep else ""
             hidden |= _task_tables(console, report.listed, width, prefix, report.targets)

@@ -65,6 +65,40 @@ def lock(run_dir: Path) -> IO:
     return held
 
 
+def held_elsewhere(run_dir: Path) -> bool:
+    """Whether another bench process holds the run folder now (a run in progress)."""
+    try:
+        with open(Path(run_dir) / LOCK_FILE, "r") as probe:
+            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def why_empty(run_dir: Path) -> str:
+    """One line on why a run has no record to show: its lines unreadable, still running, or stopped before
+    its first cell ended."""
+    run_dir = Path(run_dir)
+    name = run_dir.name
+    try:
+        lines = [line for line in (run_dir / results.RECORDS).read_bytes().splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    if lines:
+        return (f"run {name}: none of the {len(lines)} lines of its {results.RECORDS} could be read (the warnings "
+                "above say why)")
+    try:
+        planned = f"{len(results.read_run(run_dir).get('plan') or [])} cells planned"
+    except (results.ResultsError, OSError):
+        planned = "its plan unreadable"
+    if held_elsewhere(run_dir):
+        return f"run {name} has no finished cell yet: it is running in another bench process ({planned})"
+    return (f"run {name} has no records: it stopped before its first cell ended ({planned}); finish it with "
+            f"bench run --resume {name}")
+
+
 def reopen(run_dir: Path) -> RunState:
     """The run's plan, with the cells that already have a record marked done."""
     info = results.read_run(run_dir)

@@ -24,12 +24,25 @@ class Selection:
     optimizers: list[str | None] = field(default_factory=lambda: [None])
     lrs: list[float | None] = field(default_factory=lambda: [None])
     threads: list[int | None] = field(default_factory=lambda: [None])
-    weight_decay: float | None = None
+    weight_decays: list[float | None] = field(default_factory=lambda: [None])  # None: the task's (no penalty)
+    l1s: list[float | None] = field(default_factory=lambda: [None])
     seed: int = 0
-    train_size: int | None = None
+    train_sizes: list[int | None] = field(default_factory=lambda: [None])  # None: the task's own
     test_size: int | None = None
     timeout_s: float = 1800.0
     latency_steps: int = 20
+    phases: list[str] = field(default_factory=lambda: ["train"])  # train and/or inference cells
+    # (label, interpreter) of each Python environment to run cells in, innermost in the plan so that the
+    # environments of one configuration run one after another, alternating in time; None: bench's own.
+    pythons: list[tuple[str, str] | None] = field(default_factory=lambda: [None])
+    inference_s: float = 10.0  # an inference cell's single-stream floors (harness.api.Cell)
+    inference_queries: int = 1000
+    order: str = "backend"  # within a repeat: "backend" (each backend's tasks in turn) or "task" (ORDERS)
+
+
+# How cells are ordered within a repeat (repeats stay outermost either way). "task" puts every backend's
+# first task before anyone's second: a run cut short (a lent GPU's minutes) then has the same tasks for all.
+ORDERS = ("backend", "task")
 
 
 class PlanError(ValueError):
@@ -47,34 +60,41 @@ def best_device(backend: type, gpu_present: bool) -> str:
 
 
 def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[PlannedCell]:
-    """Every combination, repeats outermost so slow drift spreads over all cells alike."""
+    """Every combination, repeats outermost so slow drift spreads over all cells alike; within a repeat,
+    backend by backend, or task by task with `sel.order == "task"`."""
     planned: list[PlannedCell] = []
     tasks: dict[str, Task] = {name: registry.tasks[name]() for name in sel.tasks}
     for task in tasks.values():
-        problem = task.size_problem(sel.train_size, sel.test_size)
-        if problem:
-            raise PlanError(problem)
+        for train_size in sel.train_sizes:
+            problem = task.size_problem(train_size, sel.test_size)
+            if problem:
+                raise PlanError(problem)
     for repeat in range(sel.repeat):
         for backend_name in sel.backends:
             backend = registry.backends[backend_name]
             availability = backend.availability()
             devices = sel.devices or [best_device(backend, gpu_present)]
-            for task_name, device, optimizer, batch_size, lr, threads in itertools.product(
-                sel.tasks, devices, sel.optimizers, sel.batch_sizes, sel.lrs, sel.threads
-            ):
+            grid = itertools.product(
+                sel.tasks, devices, sel.optimizers, sel.batch_sizes, sel.lrs, sel.weight_decays, sel.l1s, sel.threads,
+                sel.train_sizes,
+            )
+            for task_name, device, optimizer, batch_size, lr, weight_decay, l1, threads, train_size in grid:
                 task = tasks[task_name]
                 hp = task.hyperparams(optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=sel.epochs,
-                                      weight_decay=sel.weight_decay)
-                samples = task.train_samples(sel.train_size)
+                                      weight_decay=weight_decay, l1=l1)
+                samples = task.train_samples(train_size)
                 if hp.batch_size > samples:
                     raise PlanError(f"batch size {hp.batch_size} exceeds the {samples} training samples of {task_name}")
-                for mode in sel.modes or list(backend.modes[-1:]):
+                for mode, phase, python in itertools.product(sel.modes or list(backend.modes[-1:]), sel.phases,
+                                                             sel.pythons):
                     cell = Cell(
                         backend=backend_name, task=task_name, mode=mode, device=device, hp=hp,
-                        precision=sel.precision, seed=sel.seed, repeat=repeat, train_size=sel.train_size,
+                        precision=sel.precision, seed=sel.seed, repeat=repeat, train_size=train_size,
                         test_size=sel.test_size, threads=threads, timeout_s=sel.timeout_s,
-                        latency_steps=sel.latency_steps, backend_ref=class_ref(backend),
-                        task_ref=class_ref(type(task)),
+                        latency_steps=sel.latency_steps, phase=phase, inference_s=sel.inference_s,
+                        inference_queries=sel.inference_queries, backend_ref=class_ref(backend),
+                        task_ref=class_ref(type(task)), python=python[1] if python else None,
+                        python_label=python[0] if python else None,
                     )
                     reason = availability.reason if not availability.ok else backend.unsupported_reason(task, cell)
                     planned.append(PlannedCell(cell, reason))
@@ -82,5 +102,9 @@ def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[
     if len(set(ids)) < len(ids):  # one record per id: a second cell with the same id would never be resumed
         twice = next(i for i in ids if ids.count(i) > 1)
         raise PlanError(f"two cells of the plan would both be {twice}: give each grid value once "
-                        "(learning rates must differ within 6 significant digits)")
+                        "(learning rates, weight decays and L1 coefficients must differ within 6 significant "
+                        "digits)")
+    if sel.order == "task":  # stable: backends keep their order within each task
+        rank = {name: i for i, name in enumerate(sel.tasks)}
+        planned.sort(key=lambda p: (p.cell.repeat, rank[p.cell.task]))
     return planned

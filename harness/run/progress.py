@@ -5,6 +5,7 @@ elapsed time, and cell lines with the time left where earlier runs of the same c
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -15,12 +16,21 @@ from harness.run.estimate import Estimates, left_text
 
 PHASES = {"import": "importing the framework", "load": "loading the data",
           "setup": "setting up (data to the device, model, optimizer)", "initial loss": "computing the initial loss",
-          "latency": "timing single steps"}
+          "train split": "scoring the training samples", "latency": "timing single steps",
+          "inference": "timing predictions"}
 
 
 def _label(cell: Cell) -> str:
-    label = f"{cell.backend} {cell.task} {cell.mode} {cell.device}"
+    label = f"{cell.backend} {cell.task} {cell.mode} {cell.device}" + (" inference" if cell.phase != "train" else "")
     return label + (f" r{cell.repeat}" if cell.repeat else "")
+
+
+def _number(value: Any, spec: str) -> str:
+    """A finite number formatted, '?' for anything else: a record's value may be null (nulled for being of the
+    wrong kind, or never measured), and a progress line must not stop the run over it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "?"
+    return format(value, spec)
 
 
 class ConsoleProgress:
@@ -65,16 +75,20 @@ class ConsoleProgress:
         last_epoch = event.get("epoch") == event.get("epochs")
         if kind == "epoch" and (last_epoch or time.monotonic() - self.last >= self.EPOCH_EVERY_S):
             value = event.get("value")
-            shown = f"{event.get('metric')} {value:.4f}" if isinstance(value, (int, float)) else ""
-            self._print(f"{prefix}: epoch {event['epoch']}/{event['epochs']} {shown} "
-                        f"(trained {event.get('train_s', 0):.1f} s)")
+            shown = f"{event.get('metric')} {_number(value, '.4f')}" if _number(value, "") != "?" else ""
+            self._print(f"{prefix}: epoch {event.get('epoch')}/{event.get('epochs')} {shown} "
+                        f"(trained {_number(event.get('train_s'), '.1f')} s)")
 
     def cell_finished(self, index: int, total: int, record: dict[str, Any]) -> None:
         status = record["status"]
-        if status == "ok":
-            value = record.get("metric_value")
-            met = "target met" if record.get("target_met") else "target missed"
-            detail = f"{record.get('metric')} {value:.4f}, {met}, {record.get('train_s') or 0:.1f} s training"
+        if status == "ok" and record.get("phase") == "inference":
+            p50, rate = record.get("infer_ms_p50"), record.get("infer_samples_per_s_b1024")
+            detail = ", ".join(([f"batch-1 p50 {p50:.3g} ms"] if isinstance(p50, (int, float)) else [])
+                               + ([f"{rate:,.0f} samples/s at batch 1024"] if isinstance(rate, (int, float)) else []))
+        elif status == "ok":
+            met = "target met" if record.get("target_met") is True else "target missed"
+            detail = (f"{record.get('metric') or 'metric'} {_number(record.get('metric_value'), '.4f')}, {met}, "
+                      f"{_number(record.get('train_s'), '.1f')} s training")
         else:
             detail = record.get("message") or ""
         prefix = self.prefix.pop(record.get("cell_id"), f"[{index}/{total}]")

@@ -23,7 +23,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_file(path: Path) -> None:
+    """fsync a file written by someone else's writer (pyarrow's, say), so that it survives a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_folder(folder: Path) -> None:
     """fsync a folder, so that a file just created or renamed in it survives a crash too."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -47,7 +56,7 @@ def append(path: Path, data: bytes) -> None:
             write_all(fd, data)
             os.fsync(fd)
             if not size:
-                _sync_folder(Path(path).parent)
+                sync_folder(Path(path).parent)
         except OSError as exc:
             os.ftruncate(fd, size)
             raise SaveError(f"cannot save results in {path}: {exc.strerror or exc}") from None
@@ -67,7 +76,7 @@ def replace(path: str | os.PathLike, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, out)
-        _sync_folder(out.parent)
+        sync_folder(out.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

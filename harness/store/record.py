@@ -64,6 +64,7 @@ COLUMNS: tuple[Column, ...] = (
     C("framework_version", TEXT, RUN, "version of the backend's framework"),
     C("task", TEXT, RUN, "task name"),
     C("mode", TEXT, RUN, "eager, compiled, ..."),
+    C("phase", TEXT, RUN, "what the cell measured: train, or inference (prediction; the infer_* columns)"),
     C("device", TEXT, RUN, "cpu or cuda"),
     C("device_name", TEXT, RUN, "CPU model or GPU name"),
     C("precision", TEXT, RUN, "fp32, tf32 or bf16"),
@@ -71,13 +72,17 @@ COLUMNS: tuple[Column, ...] = (
     C("epochs", NUMBER, RUN, "epochs asked for"),
     C("optimizer", TEXT, RUN, "optimizer name"),
     C("lr", NUMBER, RUN, "learning rate"),
-    C("weight_decay", NUMBER, RUN, "coupled L2 coefficient"),
+    C("weight_decay", NUMBER, RUN, "coupled L2 coefficient: (weight_decay / 2) * ||w||^2 added to the objective"),
+    C("l1", NUMBER, RUN, "L1 coefficient: l1 * ||w||_1 added to the objective (subgradient l1 * sign(w), 0 at 0)"),
     C("seed", NUMBER, RUN, "seed of the initial weights and batch order"),
     C("repeat", NUMBER, RUN, "repeat index (each repeat is its own process)"),
+    C("python", TEXT, RUN, "the Python environment the cell ran in, by the label bench run --python gave it; "
+      "empty: bench's own (env.versions has that environment's framework versions either way)"),
     C("train_size", NUMBER, WORKER, "training samples used"),
     C("test_size", NUMBER, WORKER, "test samples used"),
     C("threads", NUMBER, WORKER, "CPU threads the framework was pinned to"),
-    C("status", TEXT, WORKER, "ok, skipped, error, timeout, diverged, oom, or cancelled (on the cluster, not by bench)"),
+    C("status", TEXT, WORKER,
+      "ok, skipped, error, timeout, diverged, oom, or cancelled (on the cluster, not by bench)"),
     C("message", TEXT, WORKER, "why a cell was skipped or failed"),
     C("warnings", TEXTS, WORKER, "list: what was wrong with the values the cell reported (each such value is null)"),
     C("log", TEXT, RUN, "the cell's log file, relative to the run folder"),
@@ -92,7 +97,10 @@ COLUMNS: tuple[Column, ...] = (
     C("cold_start_s", NUMBER, WORKER,
       "from the start of the cell's process to the end of the first epoch, bench's own checks excluded"),
     C("first_epoch_s", NUMBER, WORKER, "wall time of the first epoch, compile included"),
-    C("steady_epoch_s", NUMBER, WORKER, "median epoch time after the first (steady state)"),
+    C("steady_epoch_s", NUMBER, WORKER, "median epoch time after the first (steady state); where one epoch is "
+      "under 100 ms, the median of blocks of epochs timed together, per epoch (steady_epoch_method)"),
+    C("steady_epoch_method", TEXT, WORKER, "how steady_epoch_s was measured"),
+    C("steady_epoch_blocks_s", NUMBERS, WORKER, "list: seconds of each block of epochs timed together, where so"),
     C("train_s", NUMBER, WORKER, "all epochs, compile included"),
     C("epoch_s", NUMBERS, WORKER, "list: wall time of each epoch"),
     C("step_ms_p50", NUMBER, WORKER, "median latency of one individually synced training step"),
@@ -111,7 +119,16 @@ COLUMNS: tuple[Column, ...] = (
     C("target", TEXT, WORKER, "the task's quality target"),
     C("target_met", FLAG, WORKER, "whether the final metrics meet the target"),
     C("metrics", OBJECT, WORKER, "dict: final test metrics (loss, metric, extras such as w and b)"),
+    C("train_metrics", OBJECT, WORKER,
+      "dict: the trained model's metrics on the first `samples` (at most 10,000) training samples: loss (the "
+      "data's, no penalty), the task's metric, samples; with metric_value, the train-test gap"),
+    C("train_metric_value", NUMBER, WORKER, "the task's metric on those training samples"),
+    C("train_eval_s", NUMBER, WORKER, "time to predict and score those training samples once, after training"),
     C("curve", OBJECTS, WORKER, "list: per epoch {epoch, train_s (cumulative), loss, metric}"),
+    C("interference", OBJECTS, WORKER,
+      "list: per epoch what the process saw of other work: {cpu_s (its own CPU time, every thread), involuntary "
+      "(context switches forced on it), steal_s (CPU time the hypervisor took from the machine), load (1-minute "
+      "load average at the end), other_cells (bench cells running besides it)}"),
     C("time_to_target_s", NUMBER, WORKER,
       "from the start of the cell's process until the target was first met (as cold_start_s)"),
     C("epochs_to_target", NUMBER, WORKER, "epoch when the target was first met"),
@@ -126,10 +143,35 @@ COLUMNS: tuple[Column, ...] = (
     C("gpu_uuid", TEXT, RUN, "UUID of the GPU a cuda cell ran on (nvidia-smi), where there is one"),
     C("executor", TEXT, RUN, "what ran the cell: local, slurm, ray or a plugin's executor"),
     C("job_id", TEXT, RUN, "the cell's job on the cluster: SLURM job (ARRAY_TASK for array tasks) or Ray task id"),
-    C("node_cells", NUMBER, RUN, "most bench cells running on the cell's machine at once while it ran, itself included"),
+    C("node_cells", NUMBER, RUN,
+      "most bench cells running on the cell's machine at once while it ran, itself included"),
     C("env", OBJECT, WORKER, "dict: machine and software of the process that ran the cell"),
+    # Inference cells (phase inference; docs/inference-and-energy.md): the task's initial weights, untrained.
+    C("infer_first_ms", NUMBER, WORKER, "the first batch-1 prediction, compile included (the warm-up's first call)"),
+    C("infer_warmup_s", NUMBER, WORKER, "the warm-up's batch-1 calls, before the single-stream window"),
+    C("infer_ms_p50", NUMBER, WORKER, "single-stream: median latency of one synced batch-1 prediction, host input in"),
+    C("infer_ms_p90", NUMBER, WORKER, "single-stream: 90th percentile of that latency"),
+    C("infer_ms_p99", NUMBER, WORKER, "single-stream: 99th percentile of that latency"),
+    C("infer_queries", NUMBER, WORKER, "single-stream: queries timed (at least the cell's inference_queries)"),
+    C("infer_window_s", NUMBER, WORKER, "single-stream: the window's seconds (at least the cell's inference_s)"),
+    # The batch sizes are harness.api.INFERENCE_BATCHES (a contract this layer may not import; a test checks).
+    *(C(f"infer_samples_per_s_b{b}", NUMBER, WORKER, f"offline: samples/s predicting batches of {b}, back to back, "
+        "synced at the window's ends") for b in (1, 32, 256, 1024)),
+    *(C(f"infer_samples_per_j_b{b}", NUMBER, WORKER, f"offline: samples per joule at batch {b}, where energy is "
+        "measured") for b in (1, 32, 256, 1024)),
+    C("infer_windows", OBJECTS, WORKER, "list: each timed window {view, batch, calls, seconds, samples_per_s, "
+      "joules, short}"),
+    # Energy, measured (harness.measure.energy): NVML on a GPU, RAPL on a CPU, else unavailable with the reason.
+    C("energy_source", TEXT, WORKER, "the counter read (nvml: GPU name and UUID; rapl: packages), or unavailable"),
+    C("energy_note", TEXT, WORKER, "why energy is unavailable, or what to know of its figures (short windows)"),
+    C("energy_j", NUMBER, WORKER, "joules from after the framework's import to the end of the cell"),
+    C("epoch_j", NUMBERS, WORKER, "list: joules of each training epoch, read around its synced ends"),
+    C("samples_per_j", NUMBER, WORKER, "training samples per joule over the steady epochs (after the first)"),
 )
 del C
+
+# What a column added later means in records written before it: those records trained without an L1 penalty.
+BEFORE_IT_EXISTED: dict[str, Any] = {"l1": 0.0}
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 SCHEMA: dict[str, str] = {c.name: c.description for c in COLUMNS}

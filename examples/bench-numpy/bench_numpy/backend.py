@@ -33,6 +33,7 @@ class NumpyBackend(Backend):
     devices = ("cpu",)
     precisions = ("fp32",)
     optimizers = OPTIMIZERS  # all five, per the Hyperparams docstring
+    penalties = frozenset({"weight_decay", "l1"})  # both, in the update and in loss(); undeclared ones are skipped
     layer_kinds = frozenset({"Dense", "ReLU", "Flatten"})
 
     @classmethod
@@ -88,13 +89,24 @@ class NumpyBackend(Backend):
         x, _ = state.data.split(split)
         return state.network.predict(x)
 
+    def predict_batch(self, state: State, x):
+        # Inference cells (bench run --phase inference): one batch of host rows in, outputs out. The "device"
+        # is the host, so there is nothing to copy or wait for; on an asynchronous framework, return without
+        # waiting and make sync wait for these outputs.
+        return state.network.forward(self._np.asarray(x, dtype=self._np.float32))[0]
+
     def loss(self, state: State, indices) -> float:
         outputs, _ = state.network.forward(state.data.x_train[indices])
         value, _ = state.loss_fn(outputs, state.data.y_train[indices])
-        return value
+        # The objective: the data loss plus the cell's penalties (harness.api.Hyperparams).
+        return value + self._optimizers.penalty(state.optimizer.hp, state.network.params)
 
     def get_weights(self, state: State) -> Weights:
         return state.network.weights()
+
+    def compile_time(self, state: State) -> tuple[float, str]:
+        # The record's compile_s: 0 s measured, not unknown, because NumPy runs op by op and compiles nothing.
+        return 0.0, "NumPy runs op by op: nothing is compiled"
 
     def details(self, state: State) -> dict[str, Any]:
         return {"threads": state.threads, "blas": _blas_name(self._np),

@@ -1,7 +1,8 @@
 """The five optimizers, exactly as harness.api.Hyperparams specifies them, updating in place.
 
-Every hyperparameter comes from the cell; weight decay is coupled L2 (added to the
-gradient of every parameter before the rule is applied).
+Every hyperparameter comes from the cell; the penalties are added to the gradient of every
+parameter before the rule is applied: weight decay as coupled L2 (weight_decay * w), L1 as its
+subgradient l1 * sign(w), which np.sign makes 0 at 0 as the spec says.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Optimizer:
     def _update(self, hp: Hyperparams, w: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray]) -> None:
         if hp.weight_decay:
             g += hp.weight_decay * w
+        if hp.l1:
+            g += hp.l1 * np.sign(w)
         kind = hp.optimizer
         if kind == "sgd":
             w -= hp.lr * g
@@ -72,3 +75,14 @@ class Optimizer:
             a = s["a"]
             a += g * g
             w -= hp.lr * g / (np.sqrt(a) + hp.eps)
+
+
+def penalty(hp: Hyperparams, params: list[dict[str, np.ndarray]]) -> float:
+    """What the penalties add to the objective: l1 * ||w||_1 + (weight_decay / 2) * ||w||^2 over every parameter."""
+    arrays = [w for p in params for w in p.values()]
+    total = 0.0
+    if hp.l1:
+        total += hp.l1 * sum(float(np.abs(w).sum()) for w in arrays)
+    if hp.weight_decay:
+        total += 0.5 * hp.weight_decay * sum(float(np.square(w).sum()) for w in arrays)
+    return total

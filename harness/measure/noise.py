@@ -1,0 +1,56 @@
+"""How much this machine's timings move: between processes of one cell (each repeat is its own process) and
+between the steady epochs within one process. The first is what a comparison of two runs has to beat; on a
+shared virtual machine it is often ten times the second."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+# A process slower than this many times the median of its cell's ran in the machine's slow mode: on a shared 2-core
+# VM whole processes of an unchanged cell run 1.8-1.9x slower (their CPU time too), in bursts, 10-45% of them
+# (benchmarks/compare_power.py). They measure the machine, not the code; docs/repeats-and-compare.md.
+SLOW_MODE = 1.3
+
+
+def fast_mode(values: Sequence[float], slow_mode: float = SLOW_MODE) -> tuple[list[float], int]:
+    """The values up to `slow_mode` times their (lower) median, and how many were set aside. Only the slow side
+    is cut: interference slows a process down and nothing makes one faster than the code allows. Relative to
+    the median, not the fastest, so that a side whose processes spread broadly keeps most of them. Positive
+    values only: for a metric that can be 0 or negative every value is kept."""
+    values = list(values)
+    if not values or min(values) <= 0:
+        return values, 0
+    kept = [v for v in values if v <= slow_mode * statistics.median_low(values)]
+    return kept, len(values) - len(kept)
+
+
+def cv_of_logs(values: Sequence[float]) -> float | None:
+    """The coefficient of variation of positive values, from the spread of their logarithms (what a ratio of
+    geometric means, as bench compare takes, is sensitive to); None for fewer than two."""
+    logs = [math.log(v) for v in values if v and v > 0 and math.isfinite(v)]
+    if len(logs) < 2:
+        return None
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    return math.sqrt(math.expm1(sd * sd))
+
+
+@dataclass(frozen=True)
+class Spread:
+    processes: int
+    between: float | None  # CV of the median steady epochs of the processes in the fast mode
+    slow: int  # processes set aside as the machine's slow mode
+    within: float | None  # median over processes of the CV of each one's steady epochs
+    medians: tuple[float, ...]
+
+
+def spread(epochs_per_process: Sequence[Sequence[float]]) -> Spread:
+    """From each process's epoch times (the first epoch, which compiles, left out)."""
+    steady = [sorted(e[1:]) for e in epochs_per_process if len(e) > 2]
+    medians = tuple(s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2 for s in steady)
+    within = sorted(c for c in (cv_of_logs(s) for s in steady) if c is not None)
+    fast, slow = fast_mode(medians)
+    return Spread(len(steady), cv_of_logs(fast), slow, within[len(within) // 2] if within else None, medians)

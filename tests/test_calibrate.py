@@ -1,0 +1,64 @@
+"""bench calibrate: the spread between processes and within one, the repeats a comparison needs at a spread,
+and the calibration kept for bench compare and the reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.compare.power import MAX_REPEATS, fail_above_for, repeats_needed, sd_log_of, simulate
+from harness.measure.noise import cv_of_logs, spread
+from tests.conftest import bench
+
+
+def test_spread_between_processes_and_within_one_from_their_epochs():
+    # Three processes: their steady epochs (the first, compiling, left out) centre on 1, 1.2 and 1.1 s.
+    processes = [[9.0, 1.0, 1.1, 0.9], [9.0, 1.2, 1.32, 1.08], [9.0, 1.1, 1.21, 0.99]]
+    found = spread(processes)
+    assert found.processes == 3 and found.medians == (1.0, 1.2, 1.1) and found.slow == 0
+    assert found.between == pytest.approx(cv_of_logs([1.0, 1.2, 1.1]))
+    assert found.within == pytest.approx(cv_of_logs([1.0, 1.1, 0.9]))
+    # A fourth process in the machine's slow mode (twice the fastest) is counted, not spread into the others.
+    with_slow = spread([*processes, [9.0, 2.0, 2.2, 1.8]])
+    assert with_slow.slow == 1 and with_slow.between == pytest.approx(found.between)
+    assert spread([[9.0, 1.0, 1.0, 1.0], [9.0, 2.0, 2.0, 2.0]]).between is None  # one fast process: no spread
+    assert cv_of_logs([3.0, 3.0]) == 0 and cv_of_logs([3.0]) is None
+
+
+def test_the_gate_decides_at_a_small_spread_and_says_it_cannot_at_a_large_one():
+    assert fail_above_for(0.25) == 1.10 and fail_above_for(0.10) == 1.04
+    quiet = repeats_needed(0.02, 0.25)
+    assert quiet is not None and quiet <= 5
+    assert repeats_needed(0.05, 0.25) > quiet  # more noise, more repeats
+    assert repeats_needed(0.5, 0.25) is None  # this VM on a busy day: no practical number decides
+    unchanged = simulate(sd_log_of(0.02), 5, 1.0, 1.10)
+    slower = simulate(sd_log_of(0.02), 5, 1.25, 1.10)
+    assert unchanged.passed >= 0.8 and unchanged.failed <= 0.05 and slower.failed >= 0.9
+    assert MAX_REPEATS >= 20
+
+
+def test_calibrate_measures_saves_and_compare_reads_it(fake_plugin, tmp_path):
+    out = tmp_path / "results"
+    env = fake_plugin.env()
+    done = bench("calibrate", "--backend", "fake", "--task", "linear_regression", "--processes", "3",
+                 "--epochs", "3", "--out", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "processes of one cell differ by" in done.stdout and "to catch a 25% slowdown" in done.stdout
+    (saved,) = (out / "calibration").glob("*.json")
+    found = json.loads(saved.read_text())
+    assert (found["processes"] == 3 and 0 <= found["between_cv"] < 10
+            and found["cell"] == "fake linear_regression compiled")
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "calibration")
+    compared = bench("compare", runs[0], runs[0], "--out", str(out), "--fail-above", "1.10", env=env)
+    assert f"this machine ({found['host']}): processes of one cell differ by" in compared.stderr, compared.stderr
+    assert "This machine" in bench("report", runs[0], "--out", str(out), env=env).stdout
+
+
+@pytest.mark.parametrize("args, message", [(["--processes", "2"], "--processes must be at least 3"),
+                                           (["--epochs", "2"], "--epochs must be at least 3"),
+                                           (["--backend", "nope"], "unknown backend 'nope'")])
+def test_bad_calibrate_input_is_one_line_exit_2(fake_plugin, tmp_path, args, message):
+    done = bench("calibrate", "--backend", "fake", "--task", "linear_regression", *args, "--out",
+                 str(tmp_path), env=fake_plugin.env())
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
