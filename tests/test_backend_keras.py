@@ -28,6 +28,8 @@ from harness.run.runner import make_record
 from tasks.mnist_tasks import MnistLSTM, MnistMLP
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # Keras on three engines, each cell its own process; CI's second step
+
 KERAS = {"keras-tensorflow": KerasTensorFlow, "keras-jax": KerasJax, "keras-torch": KerasTorch}
 NATIVE = {"keras-tensorflow": TensorFlowBackend, "keras-jax": JaxBackend, "keras-torch": TorchBackend}
 

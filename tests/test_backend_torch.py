@@ -22,6 +22,8 @@ from tasks.linear_regression import LinearRegression  # noqa: E402
 from tasks.mnist_tasks import MnistCNN, MnistLSTM, MnistMLP  # noqa: E402
 from tests.compile_checks import assert_compile_measured, assert_nothing_compiled  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every task and mode through torch.compile; CI's second step
+
 TASKS = (LinearRegression, MnistMLP, MnistCNN, MnistLSTM)
 
 

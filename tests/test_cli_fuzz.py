@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +57,7 @@ VALID = {
 }
 
 
+@pytest.mark.slow  # 25 real runs of a fake backend: CI's second step
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(st.sampled_from(sorted(VALID)), st.data()), max_size=5))
 def test_mostly_valid_run_options_succeed_or_exit_2(pairs, fake_plugin, tmp_path, capsys):

@@ -32,6 +32,8 @@ from tests.cluster import ray_head, slurm
 from tests.conftest import REPO, bench
 from tests.fakes import FakeBackend, FaultyBackend
 
+pytestmark = pytest.mark.slow  # a real SLURM cluster and Ray head; CI's second step
+
 REQUIRE = "BENCH_REQUIRE_CLUSTERS"
 EXAMPLE = REPO / "examples" / "bench-numpy"
 

@@ -22,6 +22,8 @@ from harness.plugins.registry import build_registry
 from harness.run.plan import Selection, plan
 from tests.conftest import REPO, PluginSite
 
+pytestmark = pytest.mark.slow  # the GPU script rehearsed within its 70 s budget; CI's second step
+
 SCRIPT = REPO / "benchmarks" / "gpu" / "run.sh"
 BUDGET_S = 70
 CAPS_S = {"preflight": 8, "honesty": 24, "headline": 22, "archive": 6}

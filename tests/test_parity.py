@@ -21,8 +21,9 @@ MNIST = ("mnist_mlp", "mnist_cnn", "mnist_lstm")
 # few where rounding could flip many predictions.
 TRAIN, TEST = 6144, 2000
 
-pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in BACKENDS.values()),
-                                reason="parity needs torch, tensorflow and jax installed")
+pytestmark = [pytest.mark.slow,  # a bench run of every backend and task: minutes; CI's second step
+              pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in BACKENDS.values()),
+                                reason="parity needs torch, tensorflow and jax installed")]
 
 
 @pytest.fixture(scope="module")

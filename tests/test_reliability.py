@@ -55,6 +55,7 @@ SLOW_RUN = ["run", "--backend", "fake,faulty", "--task", "linear_regression", "-
             "--epochs", "3"]
 
 
+@pytest.mark.slow  # two runs interrupted mid-cell and resumed: CI's second step
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_cell_then_resume_finishes_the_same_cells(signum, fake_plugin, tmp_path, spawn):
     out = tmp_path / "interrupted"
