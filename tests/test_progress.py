@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from harness.api import Cell
 from harness.run.progress import ConsoleProgress
 from tasks.linear_regression import LinearRegression
@@ -66,6 +68,12 @@ def test_time_left_comes_from_earlier_runs_of_the_same_cells_scaled_by_this_run(
     assert "about 3 min" in estimates.total_line()
     assert estimates.seconds_left({todo[0].cell_id: 30.0}) == 150.0  # a running cell counts what it has left
     estimates.finished(todo[0].cell_id, 140.0)  # this machine runs them twice as long as the earlier run
-    assert estimates.seconds_left() == 220.0
+    assert estimates.seconds_left() == pytest.approx(110 * (140 + 60) / (70 + 60))  # 60 s of prior agreement
+    # A tiny first cell that took three times its earlier time barely moves an estimate; a large one does.
+    tiny = Estimates({"t": 2.0, "big": 600.0})
+    tiny.finished("t", 6.0)
+    assert 600 < tiny.seconds_left() < 650
+    tiny.finished("t", 600.0)
+    assert tiny.seconds_left() > 2000
     unknown = Estimates.for_cells([cell("c", 2)], tmp_path)
     assert unknown.seconds_left() is None and unknown.total_line() == ""

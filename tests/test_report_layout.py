@@ -121,6 +121,15 @@ def test_the_default_report_fits_one_screen_at_80_columns(run):
     assert len(full.splitlines()) > 2 * SCREEN_LINES  # the rest is there, one flag away
 
 
+def test_a_run_of_one_epoch_cells_says_why_it_has_no_steady_epoch_instead_of_a_grid_of_dashes():
+    df = results.load([REFERENCE])
+    one_epoch = df.assign(steady_epoch_s=None)  # as --quick writes them: one epoch, no steady one
+    text = render(one_epoch, "table", width=80)
+    assert "Steady epoch: none, every cell ran one epoch" in text
+    assert sum(line.startswith("backend mode ") for line in text.splitlines()) == 1  # training time only
+    assert "Steady epoch: none" not in render(df, "table", width=80)  # the negative control: a real grid there
+
+
 def test_the_keras_cost_reads_one_row_a_line_at_80_columns():
     """Each Keras/native pair stands beside its ratio on one line; an excess pair is marked and explained."""
     text = render(results.load([REFERENCE]), "table", width=80, full=True)

@@ -265,12 +265,15 @@ def _one_screen(report: Report, console: Console, width: int, say) -> None:
         if section.kind == "overview" and section.title.startswith("Training time"):
             _grid(console, dataclasses.replace(section, title="Training time (all epochs, compile included; "
                                                                 "✓: target met)"), width)
-    header, rows = steady_matrix_rows(report.shown, None if not report.sweep else
-                                      [k for k in ("run", "backend", "mode", "device") if k in report.shown])
-    _grid(console, Section("Steady epoch (median epoch after the first)", header, rows,
-                           names=frozenset(i for i, h in enumerate(header) if h not in set(report.shown["task"]
-                                                                                               .astype(str)))),
-          width)
+    steady = pd.to_numeric(report.shown.get("steady_epoch_s", pd.Series(dtype=float)), errors="coerce")
+    if steady.notna().any():
+        header, rows = steady_matrix_rows(report.shown, None if not report.sweep else
+                                          [k for k in ("run", "backend", "mode", "device") if k in report.shown])
+        _grid(console, Section("Steady epoch (median epoch after the first)", header, rows,
+                               names=frozenset(i for i, h in enumerate(header)
+                                               if h not in set(report.shown["task"].astype(str)))), width)
+    else:  # a grid of dashes says nothing: say why there is none
+        say("Steady epoch: none, every cell ran one epoch (the first compiles); --epochs 2 or more gives one.")
     bad = report.s[report.s["ok"] < report.s["repeats"]]
     for _, row in bad.head(FAILURES_SHOWN).iterrows():
         what = " ".join(str(row[k]) for k in ("backend", "mode", "task") if isinstance(row.get(k), str))

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from harness.api import Cell
 
 RUNS_READ = 40  # the newest runs under the root; older ones rarely add a configuration
+# Seconds of agreement assumed before any cell finishes: the first cells of a run are often tiny (a linear
+# regression in a few seconds, mostly start-up), and their ratio alone would scale an hour's estimate by 2-4x.
+PRIOR_S = 60.0
 _REPEAT = re.compile(r"-r\d+$")
 
 
@@ -65,9 +68,8 @@ class Estimates:
 
     def _scale(self) -> float:
         pairs = [(self.actual[i], self.expected[i]) for i in self.actual if self.expected.get(i)]
-        if not pairs:
-            return 1.0
-        return min(4.0, max(0.25, sum(a for a, _ in pairs) / sum(e for _, e in pairs)))
+        actual, expected = sum(a for a, _ in pairs) + PRIOR_S, sum(e for _, e in pairs) + PRIOR_S
+        return min(4.0, max(0.25, actual / expected))
 
     def seconds_left(self, running: dict[str, float] | None = None) -> float | None:
         """Seconds until every cell has finished, or None when nothing is known yet; `running` maps the cells
