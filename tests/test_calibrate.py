@@ -38,6 +38,31 @@ def test_the_gate_decides_at_a_small_spread_and_says_it_cannot_at_a_large_one():
     assert MAX_REPEATS >= 20
 
 
+def test_calibrations_pool_so_a_quiet_minute_does_not_erase_a_bursty_one():
+    from harness.store import calibration
+
+    cell = "jax mnist_mlp compiled"
+    bursty = {"processes": 12, "slow_processes": 4, "between_cv": 0.05, "within_cv": 0.02}
+    quiet = {"processes": 12, "slow_processes": 0, "between_cv": 0.01, "within_cv": 0.01}
+    kept = calibration.sessions({"cell": cell, "sessions": [bursty, {"processes": "x"}]}, cell) + [quiet]
+    both = calibration.pooled(kept)
+    assert both["processes"] == 24 and both["slow_processes"] == 4 and both["calibrations"] == 2
+    assert 0.01 < both["between_cv"] < 0.05
+    # The slow mode kept from the bursty minute asks for more repeats than the quiet minute alone would.
+    alone = repeats_needed(quiet["between_cv"], 0.10)
+    pooled_needed = repeats_needed(both["between_cv"], 0.10, slow_share=4 / 24)
+    assert pooled_needed is None or pooled_needed > alone
+    # Another cell's calibrations are not pooled with these (the negative control).
+    assert calibration.sessions({"cell": "torch mnist_mlp compiled", "sessions": [bursty]}, cell) == []
+
+
+def test_slow_mode_processes_in_the_simulation_cost_repeats():
+    quiet = repeats_needed(0.03, 0.25)
+    assert repeats_needed(0.03, 0.25, slow_share=0.3) > quiet
+    assert simulate(sd_log_of(0.03), 5, 1.0, 1.10, slow_share=0.0).passed > simulate(
+        sd_log_of(0.03), 5, 1.0, 1.10, slow_share=0.3).passed
+
+
 def test_calibrate_measures_saves_and_compare_reads_it(fake_plugin, tmp_path):
     out = tmp_path / "results"
     env = fake_plugin.env()
@@ -47,7 +72,7 @@ def test_calibrate_measures_saves_and_compare_reads_it(fake_plugin, tmp_path):
     assert "processes of one cell differ by" in done.stdout and "to catch a 25% slowdown" in done.stdout
     (saved,) = (out / "calibration").glob("*.json")
     found = json.loads(saved.read_text())
-    assert (found["processes"] == 3 and 0 <= found["between_cv"] < 10
+    assert (found["processes"] == 3 and 0 <= found["between_cv"] < 10 and len(found["sessions"]) == 1
             and found["cell"] == "fake linear_regression compiled")
     runs = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "calibration")
     compared = bench("compare", runs[0], runs[0], "--out", str(out), "--fail-above", "1.10", env=env)

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                 "else tensorflow, else any available)")
     cal.add_argument("--task", default="mnist_mlp", help="the task to time (default mnist_mlp)")
     cal.add_argument("--mode", help="the mode (default: the backend's best)")
-    cal.add_argument("--processes", type=whole_number("--processes"), default=6,
-                     help="processes to run, each a repeat of the cell (default 6; at least 3)")
+    cal.add_argument("--processes", type=whole_number("--processes"), default=12,
+                     help="processes to run, each a repeat of the cell (default 12; at least 3)")
     cal.add_argument("--epochs", type=whole_number("--epochs"), default=6, help="epochs per process (default 6)")
     cal.add_argument("--train-size", type=whole_number("--train-size"), default=16384,
                      help="training samples (default 16384)")
@@ -56,7 +56,7 @@ def _backend(args: argparse.Namespace, reg) -> str:
 
 
 def calibrate_command(args: argparse.Namespace, argv: list[str]) -> int:
-    from harness.compare.power import repeats_needed, with_slow_mode
+    from harness.compare.power import repeats_needed
     from harness.execute.local import LocalExecutor
     from harness.measure.noise import spread
     from harness.run import folders
@@ -106,14 +106,18 @@ def calibrate_command(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"bench: calibrate: {why} (see bench report {state.run_id})", file=sys.stderr)
         return EXIT_FAILED
     host = env.get("hostname") or "unknown"
-    share = found.slow / found.processes
-    needed = {f"{s:.0%}": with_slow_mode(repeats_needed(found.between, s), share) for s in SLOWDOWNS}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    this = {"measured": now, "run_id": state.run_id, "processes": found.processes, "slow_processes": found.slow,
+            "between_cv": found.between, "within_cv": found.within, "medians_s": list(found.medians)}
+    sessions = calibration.sessions(calibration.load(root, host), f"{backend} {args.task} {cell.mode}") + [this]
+    pooled = calibration.pooled(sessions[-calibration.SESSIONS_KEPT:])
+    needed = {f"{s:.0%}": repeats_needed(pooled["between_cv"], s,
+                                         slow_share=pooled["slow_processes"] / pooled["processes"])
+              for s in SLOWDOWNS}
     saved = calibration.save(root, host, {
-        "host": host, "cpu_model": env.get("cpu_model"), "measured": datetime.datetime.now(datetime.timezone.utc)
-        .isoformat(timespec="seconds"), "run_id": state.run_id, "cell": f"{backend} {args.task} {cell.mode}",
-        "processes": found.processes, "slow_processes": found.slow, "slow_mode": SLOW_MODE,
-        "between_cv": found.between, "within_cv": found.within,
-        "medians_s": list(found.medians), "repeats_needed": needed})
+        "host": host, "cpu_model": env.get("cpu_model"), "measured": now, "run_id": state.run_id,
+        "cell": f"{backend} {args.task} {cell.mode}", "slow_mode": SLOW_MODE, **pooled,
+        "sessions": sessions[-calibration.SESSIONS_KEPT:], "repeats_needed": needed})
     print(describe(calibration.load(root, host) or {}))
     print(f"saved in {saved}: bench compare and bench report read it for records made on {host}")
     return EXIT_OK
@@ -129,11 +133,15 @@ def describe(found: dict) -> str:
              f"(coefficient of variation of their median steady epochs, {found.get('processes')} processes, "
              "the slow mode's set aside)"
              + (f", epochs within a process by {within:.1%}" if isinstance(within, (int, float)) else "")]
+    count = found.get("sessions")
+    if isinstance(count, list) and len(count) > 1:
+        lines.append(f"pooled over this machine's last {len(count)} calibrations of that cell: noise that comes in "
+                     "bursts shows in some minutes and not others, so each calibration adds to what is kept")
     slow = found.get("slow_processes")
     if isinstance(slow, int) and slow:
         lines.append(f"{slow} of {found.get('processes')} processes ran in the machine's slow mode (more than "
                      f"{found.get('slow_mode', SLOW_MODE):g}x their median): bench compare sets such processes aside, "
-                     "and the repeats below allow for losing as many")
+                     "and the repeats below allow for as many (simulated with them, harness.compare.power)")
     needed = found.get("repeats_needed") if isinstance(found.get("repeats_needed"), dict) else {}
     for slowdown, n in sorted(needed.items(), key=lambda item: -float(item[0].rstrip("%"))):
         gate = fail_above_for(float(slowdown.rstrip("%")) / 100)

@@ -117,7 +117,7 @@ def compare_command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def noise_line(noise: dict, fail_above: float | None) -> str:
     """What this machine's calibration says of a comparison on it."""
-    from harness.compare.power import MAX_REPEATS, repeats_needed, slowdown_for, with_slow_mode
+    from harness.compare.power import MAX_REPEATS, repeats_needed, slowdown_for
 
     line = (f"this machine ({noise.get('host')}): processes of one cell differ by {noise['between_cv']:.1%} "
             f"(bench calibrate, {noise.get('measured')}), taken as the least spread of each side")
@@ -125,7 +125,7 @@ def noise_line(noise: dict, fail_above: float | None) -> str:
         slowdown = slowdown_for(fail_above)
         slow, processes = noise.get("slow_processes"), noise.get("processes")
         share = slow / processes if isinstance(slow, int) and isinstance(processes, int) and processes > 0 else 0.0
-        n = with_slow_mode(repeats_needed(noise["between_cv"], slowdown), share)
+        n = repeats_needed(noise["between_cv"], slowdown, slow_share=min(share, 0.9))
         line += (f"; to catch a {slowdown:.0%} slowdown at --fail-above {fail_above:g} it needs "
                  + (f"about --repeat {n} a side" if n else f"more than {MAX_REPEATS} repeats a side"))
     return line

@@ -4,6 +4,7 @@ and the reports find it for records made on that machine."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from harness.store import durable
 
 FOLDER = "calibration"
+SESSIONS_KEPT = 10  # calibrations pooled per machine: bursts of noise show in some minutes and not others
 
 
 def path_for(root: Path, host: str) -> Path:
@@ -36,3 +38,27 @@ def load(root: Path, host: str | None) -> dict[str, Any] | None:
     if isinstance(between, bool) or not isinstance(between, (int, float)) or not 0 <= between < 10:
         return None
     return found
+
+
+def sessions(found: dict[str, Any] | None, cell: str) -> list[dict[str, Any]]:
+    """The kept calibrations of `cell` in a machine's file (none when it calibrated another cell, or never)."""
+    if not found or found.get("cell") != cell or not isinstance(found.get("sessions"), list):
+        return []
+    return [s for s in found["sessions"] if isinstance(s, dict) and _counts(s)]
+
+
+def _counts(session: dict[str, Any]) -> bool:
+    p, slow, cv = session.get("processes"), session.get("slow_processes"), session.get("between_cv")
+    return (isinstance(p, int) and p > 0 and isinstance(slow, int) and 0 <= slow <= p
+            and isinstance(cv, (int, float)) and not isinstance(cv, bool) and 0 <= cv < 10)
+
+
+def pooled(kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """Processes and slow-mode processes summed over calibrations; the spread between processes pooled as the
+    mean of the sessions' log-variances (each session against its own level, so that a machine faster on one
+    day than another adds no spread); the spread within a process as the sessions' median."""
+    variances = [math.log1p(s["between_cv"] ** 2) for s in kept]
+    within = sorted(s["within_cv"] for s in kept if isinstance(s.get("within_cv"), (int, float)))
+    return {"processes": sum(s["processes"] for s in kept), "slow_processes": sum(s["slow_processes"] for s in kept),
+            "between_cv": math.sqrt(math.expm1(sum(variances) / len(variances))),
+            "within_cv": within[len(within) // 2] if within else None, "calibrations": len(kept)}
