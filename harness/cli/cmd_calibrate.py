@@ -148,4 +148,7 @@ def describe(found: dict) -> str:
         lines.append(f"to catch a {slowdown} slowdown with bench compare --fail-above {gate:g}: "
                      + (f"--repeat {n} a side" if n else f"more than {MAX_REPEATS} repeats a side: this machine is "
                         "too noisy to decide it (run on a quieter machine, or compare larger differences)"))
+    if any(needed.values()):
+        lines.append("the least a comparison needs: these processes ran within a minute or so, and drift over the "
+                     "longer stretch a comparison takes does not show in them (docs/repeats-and-compare.md)")
     return "\n".join(lines)
