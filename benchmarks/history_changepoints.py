@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from harness.history import changepoints, noise
+from harness.measure.noise import sd_log_of
 
 N, AT = 50, 25
 NOISES = ((1, 0.05), (3, 0.05), (1, 0.15), (3, 0.15), (5, 0.15), (3, 0.25), (5, 0.35))  # (repeats, per-process CV)
@@ -35,7 +36,7 @@ def draw(rng: np.random.Generator, n: int, repeats: int, cv: float, step: float 
          spikes: float = 0.0) -> np.ndarray:
     """(n, repeats) values around 1.0; from run `at` on, `step` times slower; a share `spikes` of runs
     slower by 20-60% as a whole (a busy machine)."""
-    sd = math.sqrt(math.log1p(cv * cv))
+    sd = sd_log_of(cv)
     logs = rng.normal(0.0, sd, (n, repeats))
     logs[at:] += math.log(step)
     if spikes:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import math
 import os
 import resource
 import subprocess
@@ -33,6 +32,7 @@ import numpy as np
 
 from benchmarks.report_speed import synthetic_records
 from harness import results
+from harness.measure.noise import sd_log_of
 
 REPO = Path(__file__).resolve().parents[1]
 TIMED = ("steady_epoch_s", "first_epoch_s", "train_s", "cold_start_s", "total_s", "wall_s", "time_to_target_s",
@@ -66,7 +66,7 @@ def write_history(root: Path, runs: int = 1000, cells: int = 48, cv: float = 0.0
     template = synthetic_records(cells, "template", seed)
     env = copy.deepcopy(template[0]["env"])
     env.update(hostname=host, cpu_model=env.get("cpu_model") or "cpu", gpu=None, gpu_count=0)
-    sd = math.sqrt(math.log1p(cv * cv))
+    sd = sd_log_of(cv)
     folders = []
     for n in range(runs):
         started = START + timedelta(days=n)

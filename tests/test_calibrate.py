@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness.compare.power import MAX_REPEATS, fail_above_for, repeats_needed, sd_log_of, simulate
-from harness.measure.noise import cv_of_logs, spread
+from harness.compare.power import MAX_REPEATS, fail_above_for, repeats_needed, simulate
+from harness.measure.noise import cv_of_logs, sd_log_of, spread
 from tests.conftest import bench
 
 

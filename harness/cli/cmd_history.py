@@ -4,12 +4,12 @@ series over runs, its change points, and a gate for CI)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from harness.cli.output import emit, terminal_width
 from harness.cli.values import number
 from harness.exits import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_OK, RESULTS_ENV, UsageError, choose, results_root
+from harness.measure.noise import sd_log_of
 
 RUNS_LISTED = 10  # runs named one per line by publish; beyond, counted
 METRIC_HELP = "time metric whose series are analysed (default steady_epoch_s; lower is better)"
@@ -72,7 +72,7 @@ def _calibrated(args: argparse.Namespace, store, machines: list[str]) -> dict[st
     """Per machine, its per-process noise (SD of log values): --noise for all, else what `bench calibrate`
     measured on it and publish carried into the store."""
     if args.noise is not None:
-        return {m: math.sqrt(math.log1p(args.noise**2)) for m in machines}
+        return {m: sd_log_of(args.noise) for m in machines}
     from harness.history import calibrations
 
     return calibrations.load(store.path)

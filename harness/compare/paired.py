@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.measure.noise import SLOW_MODE, fast_mode
+from harness.measure.noise import SLOW_MODE, fast_mode, sd_log_of
 from harness.report.format import (
     fmt_seconds,
     fmt_value,
@@ -111,7 +111,7 @@ def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.0
     """One row per cell configuration found in A or B: geometric means, ratio B/A with its (1 - alpha)
     confidence interval, p-value and verdict. `noise`: this machine's measured coefficient of variation between
     processes (bench calibrate), the least spread a side is taken to have: repeats that agree exactly have not
-    measured the machine's noise away. `slow_mode`: a side's processes slower than this many times its fastest
+    measured the machine's noise away. `slow_mode`: a side's processes slower than this many times its median
     are set aside (and counted in the note) before the test; None keeps every process."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (choose from: {', '.join(METRICS)})")
@@ -206,7 +206,7 @@ def _verdict(va: np.ndarray, vb: np.ndarray, group_a: pd.DataFrame | None, group
         return {"ratio": ratio, "verdict": "inconclusive",
                 "note": f"every repeat of {' and '.join(flat)} gave the same value: no spread between processes to "
                         "test against (bench calibrate measures this machine's, which compare then uses)"}
-    floor = math.log1p(noise) if noise else 0.0
+    floor = sd_log_of(noise) if noise else 0.0
     if pairs is not None and len(pairs[0]) >= MIN_REPEATS and (pairs[0] > 0).all() and (pairs[1] > 0).all():
         test = paired_ratio_test(*pairs, alpha, floor)
     else:

@@ -11,23 +11,17 @@ cell S slower is caught in at least CAUGHT.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.compare.paired import interval_against, ratio_test
-from harness.measure.noise import SLOW_MODE, fast_mode
+from harness.measure.noise import SLOW_MODE, fast_mode, sd_log_of
 
 PASS, FALSE_ALARM, CAUGHT = 0.80, 0.05, 0.90
 TRIALS = 200
 MAX_REPEATS = 30
 SLOW_RATIO = 1.85  # a slow-mode process against a fast one, measured on this repository's VM (1.8-1.9x)
-
-
-def sd_log_of(cv: float) -> float:
-    """The standard deviation of log values whose coefficient of variation is `cv` (a log-normal spread)."""
-    return math.sqrt(math.log1p(cv * cv))
 
 
 def fail_above_for(slowdown: float) -> float:

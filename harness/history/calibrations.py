@@ -10,12 +10,11 @@ values; `--noise` overrides them.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from harness.history.machine import Machine
-from harness.store import calibration, durable
+from harness.measure.noise import sd_log_of
+from harness.store import calibration
 
 FOLDER = "calibration"
 
@@ -30,7 +29,7 @@ def carry(store: Path, root: Path, machines: dict[str, Machine]) -> list[str]:
             continue
         folder = Path(store) / FOLDER
         folder.mkdir(exist_ok=True)
-        durable.replace(folder / f"{machine_id}.json", (json.dumps(found, indent=1, sort_keys=True) + "\n").encode())
+        calibration.write(folder / f"{machine_id}.json", found)
         carried.append(machine_id)
     return carried
 
@@ -39,11 +38,7 @@ def load(store: Path) -> dict[str, float]:
     """Per machine id, its calibrated per-process noise as the SD of log values."""
     out = {}
     for path in sorted((Path(store) / FOLDER).glob("*.json")):
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        cv = found.get("between_cv") if isinstance(found, dict) else None
-        if isinstance(cv, (int, float)) and not isinstance(cv, bool) and 0 < cv < 10:
-            out[path.stem] = math.sqrt(math.log1p(cv * cv))
+        found = calibration.read(path)
+        if found and found["between_cv"] > 0:  # a calibration that measured no spread weighs nothing
+            out[path.stem] = sd_log_of(found["between_cv"])
     return out

@@ -38,6 +38,12 @@ def cv_of_logs(values: Sequence[float]) -> float | None:
     return math.sqrt(math.expm1(sd * sd))
 
 
+def sd_log_of(cv: float) -> float:
+    """The standard deviation of log values whose coefficient of variation is `cv` (a log-normal spread): the
+    inverse of cv_of_logs."""
+    return math.sqrt(math.log1p(cv * cv))
+
+
 @dataclass(frozen=True)
 class Spread:
     processes: int
@@ -49,8 +55,8 @@ class Spread:
 
 def spread(epochs_per_process: Sequence[Sequence[float]]) -> Spread:
     """From each process's epoch times (the first epoch, which compiles, left out)."""
-    steady = [sorted(e[1:]) for e in epochs_per_process if len(e) > 2]
-    medians = tuple(s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2 for s in steady)
+    steady = [e[1:] for e in epochs_per_process if len(e) > 2]
+    medians = tuple(statistics.median(s) for s in steady)
     within = sorted(c for c in (cv_of_logs(s) for s in steady) if c is not None)
     fast, slow = fast_mode(medians)
     return Spread(len(steady), cv_of_logs(fast), slow, within[len(within) // 2] if within else None, medians)

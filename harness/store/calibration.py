@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.measure.noise import sd_log_of
 from harness.store import durable
 
 FOLDER = "calibration"
@@ -22,16 +23,23 @@ def path_for(root: Path, host: str) -> Path:
 def save(root: Path, host: str, values: dict[str, Any]) -> Path:
     path = path_for(root, host)
     path.parent.mkdir(parents=True, exist_ok=True)
-    durable.replace(path, (json.dumps(values, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    write(path, values)
     return path
+
+
+def write(path: Path, values: dict[str, Any]) -> None:
+    durable.replace(path, (json.dumps(values, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def load(root: Path, host: str | None) -> dict[str, Any] | None:
     """The calibration of `host` under `root`, or None when there is none (or it cannot be read)."""
-    if not host:
-        return None
+    return read(path_for(root, host)) if host else None
+
+
+def read(path: Path) -> dict[str, Any] | None:
+    """The calibration in the file at `path`, or None when it cannot be read or its spread is not a number."""
     try:
-        found = json.loads(path_for(root, host).read_text(encoding="utf-8"))
+        found = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     between = found.get("between_cv") if isinstance(found, dict) else None
@@ -57,7 +65,7 @@ def pooled(kept: list[dict[str, Any]]) -> dict[str, Any]:
     """Processes and slow-mode processes summed over calibrations; the spread between processes pooled as the
     mean of the sessions' log-variances (each session against its own level, so that a machine faster on one
     day than another adds no spread); the spread within a process as the sessions' median."""
-    variances = [math.log1p(s["between_cv"] ** 2) for s in kept]
+    variances = [sd_log_of(s["between_cv"]) ** 2 for s in kept]
     within = sorted(s["within_cv"] for s in kept if isinstance(s.get("within_cv"), (int, float)))
     return {"processes": sum(s["processes"] for s in kept), "slow_processes": sum(s["slow_processes"] for s in kept),
             "between_cv": math.sqrt(math.expm1(sum(variances) / len(variances))),
