@@ -5,20 +5,14 @@ two sides were taken differently. Empty when the records say the machine was qui
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
+from harness.store.record import finite_number
+
 STEAL_SHARE = 0.02  # of the machine's CPU time during an epoch: a hypervisor taking more is a busy host
 LOAD_ABOVE_CORES = 1.0  # a 1-minute load average this far above the cores: other work queued for them
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 @dataclass
@@ -47,18 +41,18 @@ def assess(records: pd.DataFrame) -> Busy:
     for row in records[columns].to_dict("records"):
         epochs = row.get("interference") if isinstance(row.get("interference"), list) else []
         walls = row.get("epoch_s") if isinstance(row.get("epoch_s"), list) else []
-        cpus = _number(row.get("env_cpu_count")) or _number(row.get("env_usable_cores"))
-        cores = _number(row.get("env_usable_cores")) or cpus
-        beside = max(0, int(_number(row.get("node_cells")) or 1) - 1)
+        cpus = finite_number(row.get("env_cpu_count")) or finite_number(row.get("env_usable_cores"))
+        cores = finite_number(row.get("env_usable_cores")) or cpus
+        beside = max(0, int(finite_number(row.get("node_cells")) or 1) - 1)
         loaded = stolen = False
         for i, epoch in enumerate(e for e in epochs if isinstance(e, dict)):
             found.measured += i == 0
-            beside = max(beside, int(_number(epoch.get("other_cells")) or 0))
-            load = _number(epoch.get("load"))
+            beside = max(beside, int(finite_number(epoch.get("other_cells")) or 0))
+            load = finite_number(epoch.get("load"))
             if load is not None:
                 found.load = max(found.load, load)
                 loaded |= cores is not None and load > cores + LOAD_ABOVE_CORES
-            steal, wall = _number(epoch.get("steal_s")), _number(walls[i]) if i < len(walls) else None
+            steal, wall = finite_number(epoch.get("steal_s")), finite_number(walls[i]) if i < len(walls) else None
             if steal is not None and wall and cpus:
                 share = steal / (wall * cpus)
                 found.steal_share = max(found.steal_share, share)

@@ -5,7 +5,6 @@ elapsed time, and cell lines with the time left where earlier runs of the same c
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any, TextIO
 
 from harness.api import Cell
 from harness.run.estimate import Estimates, left_text
+from harness.store.record import finite_number
 
 PHASES = {"import": "importing the framework", "load": "loading the data",
           "setup": "setting up (data to the device, model, optimizer)", "initial loss": "computing the initial loss",
@@ -28,9 +28,8 @@ def _label(cell: Cell) -> str:
 def _number(value: Any, spec: str) -> str:
     """A finite number formatted, '?' for anything else: a record's value may be null (nulled for being of the
     wrong kind, or never measured), and a progress line must not stop the run over it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "?"
-    return format(value, spec)
+    number = finite_number(value)
+    return "?" if number is None else format(number, spec)
 
 
 class ConsoleProgress:

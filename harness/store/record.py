@@ -26,6 +26,12 @@ def _number(value: Any) -> bool:
     return kind is float or kind is int or (kind is not bool and isinstance(value, (int, float)))
 
 
+def finite_number(value: Any) -> float | None:
+    """A record's value as a float where it is a finite real number (not a bool), else None: any field may be
+    null, or hold something else, by the time a consumer reads it."""
+    return float(value) if _number(value) and math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str  # as a warning says it: "details is text, not an object"
