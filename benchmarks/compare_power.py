@@ -1,20 +1,23 @@
 """Does `bench compare --fail-above 1.10` decide on this machine? Real pairs of runs, not simulations.
 
-  python -m benchmarks.compare_power collect --pairs 20 --repeat 5 --out /tmp/power      # ~25 s a process
-  python -m benchmarks.compare_power analyse /tmp/power
+  python -m benchmarks.compare_power collect --pairs 21 --repeat 5 --out /tmp/power-ls   # ~2 min a pair
+  python -m benchmarks.compare_power analyse /tmp/power-ls
 
-`collect` makes each pair of runs as one `bench run` whose cells alternate in time: the same interpreter under
-two labels (`--python a=PY,b=PY`, an unchanged backend against itself) and two training sizes (N and 1.25 N: a
-25% slowdown made of more steps of the same work), `--repeat` processes of each. `analyse` then plays
-`bench compare` on each pair, through compare's own functions, three ways:
+`collect` makes each pair of runs as one `bench run`: the same interpreter under two labels (`--python
+a=PY,b=PY`, an unchanged backend against itself) and two training sizes (N and 1.25 N: a 25% slowdown made of
+more steps of the same work), `--repeat` processes of each. By default the four cells of each repeat run in
+lockstep (`--lockstep python,train_size`: live processes taking turns epoch by epoch); `--lockstep none` runs
+them one after another, as bench did before. `analyse` then plays `bench compare` on each pair, through
+compare's own functions, two ways:
 
 - unchanged: a at N (A) against b at N (B): should pass;
 - slowdown: a at N (A) against b at 1.25 N (B): should fail;
 
-and for each candidate way of taking a process's figure and of testing the two sides (the per-process median
-steady epoch, its minimum, its CPU time; Welch's test on independent sides, or the paired test on processes
-that ran next to each other), prints how often an unchanged cell passes, raises a false alarm or stays
-undecided, and how often the slowdown is caught, with the spread between processes each way leaves.
+and for compare's default and each candidate way of taking a process's figure and of testing the two sides (the
+per-process median steady epoch, its minimum, its CPU time; Welch's test on independent sides, or the paired
+test on processes matched by repeat), prints how often an unchanged cell passes, raises a false alarm or stays
+undecided, and how often the slowdown is caught, with the spread each way leaves for a difference to beat:
+between the processes of a side, or, for lockstep pairs, between the groups' ratios.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def collect(args: argparse.Namespace) -> int:
     for pair in range(args.pairs):
         command = [py, "-m", "harness", "run", "--backend", args.backend, "--task", args.task, "--mode", args.mode,
                    "--epochs", str(args.epochs), "--train-size", sizes, "--test-size", "1000", "--repeat",
-                   str(args.repeat), "--python", f"a={py},b={py}", "--out", str(out), *args.extra]
+                   str(args.repeat), "--python", f"a={py},b={py}", "--lockstep", args.lockstep, "--out", str(out),
+                   *args.extra]
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True)
@@ -74,7 +78,13 @@ def _side(df: pd.DataFrame, label: str, size: int, how: str) -> pd.DataFrame:
     return side.sort_values("repeat")
 
 
-def outcome(a: pd.DataFrame, b: pd.DataFrame, paired: bool, slow_mode: float | None = None) -> str:
+def _pair_ratios(a: pd.DataFrame, b: pd.DataFrame) -> list[float]:
+    """B/A of each lockstep group, turn by turn, as compare takes it (none for cells that ran alone)."""
+    pairs = compare.matched(a, b, "steady_epoch_s", "lockstep")
+    return [] if pairs is None else list(pairs[1] / pairs[0])
+
+
+def outcome(a: pd.DataFrame, b: pd.DataFrame, paired: bool | None, slow_mode: float | None = None) -> str:
     table = compare.compare(compare.Side("A", a), compare.Side("B", b), paired=paired, slow_mode=slow_mode)
     failing, undecided = compare.gate(table, 1.10)
     return "fail" if len(failing) else "undecided" if len(undecided) else "pass"
@@ -86,7 +96,8 @@ def analyse(args: argparse.Namespace) -> int:
         print(f"compare_power: no runs in {args.folder}", file=sys.stderr)
         return 2
     rows = []
-    ways = [(how, paired, None) for how in ("median", "min", "cpu") for paired in (False, True)]
+    ways = [("median", None, compare.SLOW_MODE)]  # bench compare's default
+    ways += [(how, paired, None) for how in ("median", "min", "cpu") for paired in (False, True)]
     ways += [(how, False, compare.SLOW_MODE) for how in ("median", "cpu")]
     for how, paired, slow_mode in ways:
         same, slow, spreads = [], [], []
@@ -101,15 +112,18 @@ def analyse(args: argparse.Namespace) -> int:
                 continue
             same.append(outcome(a, b, paired, slow_mode))
             slow.append(outcome(a, b_slow, paired, slow_mode))
-            spreads.append(cv_of_logs(list(a["steady_epoch_s"])))
+            ratios = _pair_ratios(a, b) if paired is None else None
+            spreads.append(cv_of_logs(ratios) if ratios else cv_of_logs(list(a["steady_epoch_s"])))
         if not same:
             continue
         n = len(same)
-        test = "paired" if paired else "Welch" + (f", slow mode set aside (>{slow_mode:g}x)" if slow_mode else "")
+        test = ("default (lockstep groups paired, else Welch, slow mode aside)" if paired is None
+                else "paired by repeat" if paired
+                else "Welch" + (f", slow mode set aside (>{slow_mode:g}x)" if slow_mode else ""))
         rows.append({"figure": how, "test": test, "pairs": n,
                      "unchanged: pass": same.count("pass") / n, "false alarm": same.count("fail") / n,
                      "undecided": same.count("undecided") / n, "25% slower: caught": slow.count("fail") / n,
-                     "spread between processes (median CV)": float(np.median(spreads))})
+                     "spread to beat (median CV)": float(np.median(spreads))})
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, formatters={c: "{:.0%}".format for c in table.columns
                                                    if c not in ("figure", "test", "pairs")}))
@@ -128,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--epochs", type=int, default=6)
     c.add_argument("--train-size", type=int, default=16384)
     c.add_argument("--threads", type=int)
+    c.add_argument("--lockstep", default="python,train_size", help="bench run --lockstep (none: each cell alone)")
     c.add_argument("--out", required=True)
     c.add_argument("extra", nargs="*", help="more bench run options, after --")
     a = sub.add_parser("analyse")

@@ -217,6 +217,9 @@ class Cell:
     # label that names it in the cell id and reports; None: the interpreter running bench.
     python: str | None = None
     python_label: str | None = None
+    # The lockstep group it belongs to (bench run --lockstep): cells of one repeat that run as live processes
+    # taking turns epoch by epoch (harness.measure.lockstep); None: it runs alone. Not part of the id.
+    lockstep: str | None = None
 
     def thread_count(self) -> int:
         """The CPU threads this cell runs with: --threads, else every core the process may use."""

@@ -59,3 +59,16 @@ def test_an_interpreter_that_cannot_run_the_worker_is_one_line_exit_2(fake_plugi
                      env=fake_plugin.env())
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_record_names_the_framework_version_of_the_environment_its_cell_ran_in():
+    from harness.api import Cell, Hyperparams
+    from harness.run.runner import make_record
+
+    cell = Cell(backend="jax", task="mnist_mlp", mode="compiled", device="cpu", hp=Hyperparams(),
+                backend_ref="backends.jax_backend:JaxBackend", python="/opt/old/bin/python", python_label="old")
+    worker = {"status": "ok", "env": {"versions": {"jax": "0.9.0", "numpy": "2.0"}}}
+    assert make_record("r", cell, {"versions": {"jax": "0.10.2"}}, worker, "0.10.2")["framework_version"] == "0.9.0"
+    # A worker that read no version of the backend's distributions keeps the run's own.
+    assert make_record("r", cell, {}, {"status": "ok", "env": {"versions": {}}}, "0.10.2")["framework_version"] == \
+        "0.10.2"

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from harness.api import Cell
 from harness.cell.parent import OnEvent, run_cell_process
 from harness.measure.interference import cells_running_here
+from harness.measure.lockstep import TURNS_ENV, group_of
 
 SAMPLE_EVERY_S = 1.0
 LOG_LIMIT = 8 * 2**20  # a log travels home whole up to this size, else its head and its tail
@@ -43,11 +44,12 @@ def run_here(cell: Cell, log_path: Path, tmp: Path | None, executor: str, on_eve
     """run_cell_process, plus the cell's placement (results.SCHEMA's provenance columns)."""
     on_event = on_event or (lambda event, elapsed: None)
     peak, sampled = 1, 0.0  # the cell itself, until its worker is seen
+    group = group_of((extra_env or {}).get(TURNS_ENV))  # its lockstep partners take turns with it: not beside it
 
     def watch(event: dict[str, Any], elapsed: float) -> None:
         nonlocal peak, sampled
         if time.monotonic() - sampled >= SAMPLE_EVERY_S:  # the first event comes once the worker runs
-            peak, sampled = max(peak, cells_running_here()), time.monotonic()
+            peak, sampled = max(peak, cells_running_here(group)), time.monotonic()
         on_event(event, elapsed)
 
     values, wall = run_cell_process(cell, log_path, tmp, watch, stopping, extra_env)

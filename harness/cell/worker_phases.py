@@ -22,6 +22,7 @@ from harness.cell.worker_energy import energy_values, open_energy
 from harness.cell.worker_inference import infer
 from harness.measure import interference, metrics, reference
 from harness.measure.clock import PhaseClock, clock
+from harness.measure.lockstep import Turns
 from harness.measure.stats import median, percentile
 
 if TYPE_CHECKING:
@@ -72,15 +73,22 @@ class Measurement:
     energy: Tally | None = None  # the cell's energy counter (harness.cell.worker_energy), None: energy_note says why
     energy_note: str = ""
     epoch_j: list[float | None] = field(default_factory=list)
+    turns: Turns = field(default_factory=lambda: Turns(""))  # its lockstep group's turns (none: it runs alone)
 
     @classmethod
     def start(cls, cell: Cell, emit: Emit) -> "Measurement":
         started = clock()
+        turns = Turns()
+        turns.first()
         backend = load_ref(cell.backend_ref)()
         task = load_ref(cell.task_ref)()
         os.environ.update(backend.configure(cell))
         return cls(cell, emit, backend, task, PhaseClock(backend.sync), started, spawn_time(started),
-                   values={"threads": cell.thread_count()})
+                   values={"threads": cell.thread_count()}, turns=turns)
+
+    def waited_s(self) -> float:
+        """Time spent waiting for the turns of the other cells of its lockstep group (0 alone)."""
+        return self.turns.waited_s
 
     def order(self, epoch: int) -> np.ndarray:
         return batch_order(self.cell.seed, epoch, len(self.data.x_train), self.cell.hp.batch_size)
@@ -164,12 +172,12 @@ def train(m: Measurement) -> None:
         before = interference.Snapshot.now()
         _, seconds, readings = m.phases.run_metered(lambda: m.backend.train_epoch(m.phases.state, order),
                                                     m.energy.read if m.energy else (lambda: None), new_state=True)
-        v["interference"].append(interference.window(before, interference.Snapshot.now()))
+        v["interference"].append(interference.window(before, interference.Snapshot.now(), group=m.turns.group))
         m.epoch_s.append(seconds)
         if m.energy:
             m.epoch_j.append(m.energy.window(*readings).joules)
         if v["cold_start_s"] is None:  # bench's own parity check is not what a user's program pays
-            v["cold_start_s"] = clock() - m.spawned - v["initial_loss_s"]
+            v["cold_start_s"] = clock() - m.spawned - v["initial_loss_s"] - m.waited_s()
         t_eval = clock()
         v["eval_s"] = evaluate(m)  # the last one is the reported eval_s
         v["eval_total_s"] += clock() - t_eval
@@ -183,6 +191,7 @@ def train(m: Measurement) -> None:
         if problem:
             v.update(status="diverged", message=problem)
             break
+        m.turns.pass_on()
 
 
 def read_compile_time(m: Measurement) -> None:
@@ -240,7 +249,8 @@ def summarise(m: Measurement) -> dict[str, Any]:
         train_s=float(sum(epoch_s)),
         epoch_s=epoch_s,
         samples_per_s=steps * hp.batch_size / steady if steady else None,
-        total_s=clock() - m.started,
+        total_s=clock() - m.started - m.waited_s(),
+        lockstep_wait_s=m.waited_s() if m.turns.group else None,
         metric=m.task.metric,
         metric_value=m.scores.get(m.task.metric),
         target=m.task.target_text(),

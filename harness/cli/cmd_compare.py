@@ -94,7 +94,8 @@ def compare_command(args: argparse.Namespace, argv: list[str]) -> int:
                             noise=noise["between_cv"] if noise else None,
                             slow_mode=slow_mode)
     if noise:
-        print(f"bench: {noise_line(noise, args.fail_above)}", file=sys.stderr)
+        in_lockstep = table["note"].fillna("").astype(str).str.contains("lockstep groups").any()
+        print(f"bench: {noise_line(noise, args.fail_above, in_lockstep)}", file=sys.stderr)
     if table["verdict"].isin(["only in A", "only in B"]).all():
         raise UsageError(f"{sides[0].label} and {sides[1].label} have no cell configuration in common")
     code, gate_line = EXIT_OK, ""
@@ -115,17 +116,23 @@ def compare_command(args: argparse.Namespace, argv: list[str]) -> int:
     return code
 
 
-def noise_line(noise: dict, fail_above: float | None) -> str:
-    """What this machine's calibration says of a comparison on it."""
+def noise_line(noise: dict, fail_above: float | None, in_lockstep: bool = False) -> str:
+    """What this machine's calibration says of a comparison on it (`in_lockstep`: of cells that took turns, tested
+    pair by pair, where the calibration measured such pairs)."""
     from harness.compare.power import MAX_REPEATS, repeats_needed, slowdown_for
 
     line = (f"this machine ({noise.get('host')}): processes of one cell differ by {noise['between_cv']:.1%} "
             f"(bench calibrate, {noise.get('measured')}), taken as the least spread of each side")
+    pairs, lone, lockstep = noise.get("lockstep_pairs"), noise.get("lockstep_lone"), noise.get("lockstep_cv")
+    in_lockstep = in_lockstep and isinstance(lockstep, (int, float)) and isinstance(pairs, int) and pairs > 0
+    if in_lockstep:
+        line += f"; cells in lockstep by {lockstep:.1%}"
     if fail_above is not None and fail_above > 1:
         slowdown = slowdown_for(fail_above)
-        slow, processes = noise.get("slow_processes"), noise.get("processes")
+        slow, processes = (lone, pairs) if in_lockstep else (noise.get("slow_processes"), noise.get("processes"))
         share = slow / processes if isinstance(slow, int) and isinstance(processes, int) and processes > 0 else 0.0
-        n = repeats_needed(noise["between_cv"], slowdown, slow_share=min(share, 0.9))
+        n = repeats_needed(lockstep if in_lockstep else noise["between_cv"], slowdown, slow_share=min(share, 0.9),
+                           paired=in_lockstep)
         line += (f"; to catch a {slowdown:.0%} slowdown at --fail-above {fail_above:g} it needs "
                  + (f"about --repeat {n} a side" if n else f"more than {MAX_REPEATS} repeats a side"))
     return line

@@ -45,8 +45,11 @@ def report_command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def noise_summary(noise: dict) -> str:
     needed = noise.get("repeats_needed") if isinstance(noise.get("repeats_needed"), dict) else {}
-    n = needed.get("25%")
+    paired = noise.get("repeats_needed_lockstep") if isinstance(noise.get("repeats_needed_lockstep"), dict) else {}
+    n, m = needed.get("25%"), paired.get("25%")
     return (f"This machine ({noise.get('host')}): processes of one cell differ by {noise['between_cv']:.1%} "
             f"(bench calibrate, {noise.get('measured')}); deciding a 25% slowdown with bench compare takes "
-            + (f"--repeat {n} a side." if n else "more repeats than is practical: differences under 25% between "
-                                                 "these figures may be the machine's, not the frameworks'."))
+            + (f"--repeat {m} a side in lockstep (one run, --python or --lockstep), at least " if m else "")
+            + (f"--repeat {n} a side{' for runs made apart' if m else ''}." if n else
+               "more repeats than is practical for runs made apart: differences under 25% between these figures "
+               "may be the machine's, not the frameworks'."))

@@ -27,7 +27,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 QUICK = {"epochs": 1, "train_size": 8192, "test_size": 2000, "latency_steps": 5, "inference_s": 1.0,
          "inference_queries": 100}
 RUN_OPTIONS = ("backend", "task", "mode", "phase", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "l1",
-               "threads", "train_size", "test_size", "order", "python")
+               "threads", "train_size", "test_size", "order", "python", "lockstep")
 ALL = "all"  # --backend all: every available backend, not only those a plain run takes
 
 
@@ -47,8 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--python", type=interpreters,
                      help="Python environments to run every cell in, comma-separated interpreters, each PATH or "
                           "LABEL=PATH (e.g. .venv-a/bin/python,.venv-b/bin/python): the environments of one cell "
-                          "run one after another, alternating in time; bench compare --run RUN LABEL_A LABEL_B "
-                          "pairs them (default: this interpreter)")
+                          "run in lockstep, taking turns epoch by epoch (--lockstep); bench compare --run RUN "
+                          "LABEL_A LABEL_B pairs them (default: this interpreter)")
+    run.add_argument("--lockstep", type=names("--lockstep"),
+                     help="grid axes whose cells take turns, comma-separated (python, backend, mode, train_size, ...; "
+                          "none: off): the training cells of one repeat that differ only in these run as live "
+                          "processes alternating epoch by epoch, so that all see the same machine, and bench "
+                          "compare pairs them; the local executor only (default: python when --python gives two or "
+                          "more environments, else none; docs/repeats-and-compare.md)")
     run.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, the best device here)")
     run.add_argument("--precision", default="fp32", help="fp32 (default), tf32 or bf16")
     run.add_argument("--repeat", type=whole_number("--repeat"), default=1, help="repeats, each its own process")
@@ -172,6 +178,20 @@ def _selection(args: argparse.Namespace, reg):
     )
 
 
+def _lockstep(args: argparse.Namespace, executor) -> list[str]:
+    from harness.run.plan import LOCKSTEP_AXES
+
+    if args.lockstep is None:  # the default: environments compared in one run alternate epochs, where they can
+        return ["python"] if args.python and len(args.python) > 1 and executor.name == "local" else []
+    if args.lockstep == ["none"]:
+        return []
+    choose("lockstep axis", args.lockstep, list(LOCKSTEP_AXES))
+    if executor.name != "local":
+        raise UsageError(f"--lockstep: the cells of a group take turns on one machine; executor {executor.name} "
+                         "runs each cell on its own (use the local executor, or --lockstep none)")
+    return args.lockstep
+
+
 def _runnable(label: str, path: str) -> str:
     """The interpreter's absolute path, once it has run bench's worker imports from this checkout; UsageError
     saying what is missing otherwise (nothing written yet)."""
@@ -194,6 +214,8 @@ def _runnable(label: str, path: str) -> str:
 
 
 def _resumed(args, reg, plugins, root, executor):
+    from collections import Counter
+
     from harness import results
     from harness.run import folders
     from harness.run.plan import PlannedCell
@@ -209,9 +231,11 @@ def _resumed(args, reg, plugins, root, executor):
     held = folders.lock(run_dir)
     state = folders.reopen(run_dir)  # again, under the lock: which cells are done is read by one process only
     state.env = environment(plugins)  # this session's, for the records it makes; run.json keeps the first's
-    if args.timeout is not None:
-        state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout), p.skip_reason)
-                         for p in state.planned]
+    if args.timeout is not None:  # a lockstep cell waits while the others of its group run: once per cell
+        sizes = Counter(p.cell.lockstep for p in state.planned)
+        sizes[None] = 1
+        state.planned = [PlannedCell(dataclasses.replace(p.cell, timeout_s=args.timeout * sizes[p.cell.lockstep]),
+                                     p.skip_reason) for p in state.planned]
     executor.prepare([p.cell for p in state.planned if p.cell.cell_id not in state.done and not p.skip_reason])
     return state, held
 
@@ -221,6 +245,7 @@ def _planned(args, argv, reg, plugins, root, executor):
     from harness.run.plan import PlanError, plan
 
     sel = _selection(args, reg)
+    sel.lockstep = _lockstep(args, executor)
     for name in sel.tasks:
         reg.tasks[name]().prepare()  # DataError: exit 2 before anything is written
     gpu = executor.gpu_present()
@@ -230,6 +255,9 @@ def _planned(args, argv, reg, plugins, root, executor):
         planned = plan(reg, sel, gpu_present=gpu)
     except PlanError as exc:
         raise UsageError(str(exc)) from None
+    if args.lockstep and sel.lockstep and not any(p.cell.lockstep for p in planned):
+        tell(f"bench: --lockstep {','.join(sel.lockstep)}: no two cells of a repeat differ only in that; each runs "
+             "alone")
     _writable_root(root)
     executor.prepare([p.cell for p in planned if not p.skip_reason])  # nothing submitted, nothing written
     state = folders.create(root, planned, environment(plugins), ["bench", *argv])

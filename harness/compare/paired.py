@@ -11,9 +11,14 @@ test on the logarithms of the repeats' values (scipy.stats.ttest_ind), which is 
 (its interval widens as n shrinks, and needs two repeats a side to exist); its confidence interval,
 exponentiated, is the interval of the ratio B/A of geometric means. Before the test, a side's processes
 slower than SLOW_MODE times its median are set aside as the machine's slow mode (harness.measure.noise,
-docs/repeats-and-compare.md) and counted in the note; --all-processes keeps them. Verdicts: faster or slower
-when the interval excludes 1; same when it lies within the tolerance around 1; otherwise
-inconclusive, with what would decide it.
+docs/repeats-and-compare.md) and counted in the note; --all-processes keeps them.
+
+Cells that ran in lockstep (bench run --lockstep: live processes taking turns epoch by epoch, so that both saw
+the same machine) are compared pair by pair instead: the paired t test on the log ratio of the two cells of each
+lockstep group, which cancels what the group's stretch of time did to both; a group whose ratio lies over
+SLOW_MODE times from the median ratio (one process alone in the slow mode) is set aside. Verdicts:
+faster or slower when the interval excludes 1 and the ratio lies beyond the tolerance; same when the interval
+lies within the tolerance around 1; otherwise inconclusive, with what would decide it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.measure.noise import SLOW_MODE, fast_mode, sd_log_of
+from harness.measure.noise import SLOW_MODE, agreeing_pairs, fast_mode, sd_log_of
 from harness.report.format import (
     fmt_seconds,
     fmt_value,
@@ -39,7 +44,7 @@ from harness.report.format import (
 )
 from harness.report.summary import config_of, status_summary
 from harness.report.terminal import terminal_width
-from harness.store.record import FAILED
+from harness.store.record import FAILED, finite_number
 from harness.store.safe_text import csv_safe
 
 # Lower is better for all of them, so B/A > 1 means B is slower.
@@ -74,19 +79,70 @@ def pair_key(cell_id: str, backend: str, ignore_backend: bool, python: str | Non
     return config
 
 
-def _by_repeat(group_a: pd.DataFrame | None, group_b: pd.DataFrame | None, metric: str) -> tuple | None:
-    """The values of the repeats that finished ok on both sides, matched by repeat index: processes of one run
-    that ran next to each other in time (bench run --python), whose shared conditions a paired test cancels."""
-    if group_a is None or group_b is None or "repeat" not in group_a or "repeat" not in group_b:
+def _lockstep_key(group: pd.DataFrame) -> pd.Series:
+    """Each record's lockstep group within its run ("RUN/GROUP"); None for a record that ran alone."""
+    if "lockstep" not in group or "run_id" not in group:
+        return pd.Series(None, index=group.index, dtype=object)
+    return pd.Series([f"{r}/{g}" if isinstance(g, str) and g and isinstance(r, str) else None
+                      for r, g in zip(group["run_id"], group["lockstep"])], index=group.index, dtype=object)
+
+
+def matched(group_a: pd.DataFrame | None, group_b: pd.DataFrame | None, metric: str, by: str) -> tuple | None:
+    """The values of the repeats that finished ok on both sides, matched `by` "lockstep" (the two cells of one
+    lockstep group, which took turns epoch by epoch) or by "repeat" index (processes of one run that ran one
+    after the other); None when none match. For the steady epoch of a lockstep pair, B's value is A's times the
+    median ratio of their steady epochs turn by turn (`turn_ratio`)."""
+    if group_a is None or group_b is None:
         return None
     sides = []
     for group in (group_a, group_b):
         ok = group[group["status"] == "ok"]
-        values = pd.to_numeric(ok[metric], errors="coerce")
-        sides.append(pd.Series(values.to_numpy(), index=pd.to_numeric(ok["repeat"], errors="coerce")))
-    a, b = (s[s.index.notna() & np.isfinite(s) & ~s.index.duplicated()] for s in sides)
-    common = a.index.intersection(b.index)
-    return (a[common].to_numpy(dtype=float), b[common].to_numpy(dtype=float)) if len(common) else None
+        if by == "repeat" and "repeat" not in ok:
+            return None
+        index = _lockstep_key(ok) if by == "lockstep" else pd.to_numeric(ok["repeat"], errors="coerce")
+        values = pd.to_numeric(ok[metric], errors="coerce").to_numpy(dtype=float)
+        keep = pd.notna(index.to_numpy()) & np.isfinite(values) & ~index.duplicated(keep=False).to_numpy()
+        sides.append({key: (value, row) for key, value, row, k in zip(index, values, ok.to_dict("records"), keep)
+                      if k})
+    a, b = sides
+    common = [key for key in a if key in b]
+    if not common:
+        return None
+    turned = [turn_ratio(a[k][1], b[k][1]) if by == "lockstep" and metric == "steady_epoch_s" else None
+              for k in common]
+    va = np.array([a[k][0] for k in common])
+    vb = np.array([b[k][0] if r is None else a[k][0] * r for k, r in zip(common, turned)])
+    return va, vb
+
+
+def _steady_series(record: dict[str, Any], blocks: bool) -> list[float] | None:
+    """A record's steady epochs in the order they ran, per epoch: with `blocks`, its blocks over their epochs
+    (harness.cell.worker_blocks; the steady epoch is the blocks' median over k, which gives k), else its epochs
+    after the first; None where the record holds no such series."""
+    steady, timed, epochs = (record.get(k) for k in ("steady_epoch_s", "steady_epoch_blocks_s", "epoch_s"))
+    series = None
+    if blocks and isinstance(timed, list) and timed and finite_number(steady) and steady > 0:
+        if all(finite_number(b) for b in timed):
+            k = round(float(np.median(timed)) / steady)
+            series = [b / k for b in timed] if k >= 1 else None
+    elif not blocks and isinstance(epochs, list) and len(epochs) > 1:
+        series = epochs[1:]
+    if series and all(finite_number(v) and v > 0 for v in series):
+        return [float(v) for v in series]
+    return None
+
+
+def turn_ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """B/A of two cells that took turns, from their steady epochs turn by turn: the median of b[i]/a[i], each
+    pair a turn apart, so that a stretch of time that slows the machine part way through weighs on both sides of
+    a ratio alike. Their blocks where both were timed in blocks, else their epochs (a cell near the 100 ms
+    threshold may have been timed one way and its partner the other); None where either has no series."""
+    sa, sb = _steady_series(a, blocks=True), _steady_series(b, blocks=True)
+    if not sa or not sb:
+        sa, sb = _steady_series(a, blocks=False), _steady_series(b, blocks=False)
+    if not sa or not sb:
+        return None
+    return float(np.median([y / x for x, y in zip(sa, sb)]))
 
 
 def _values(group: pd.DataFrame | None, metric: str) -> np.ndarray:
@@ -107,12 +163,14 @@ def _failure(group: pd.DataFrame | None) -> str:
 
 def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.05, tolerance: float = 0.05,
             ignore_backend: bool = False, noise: float | None = None, ignore_python: bool = False,
-            paired: bool = False, slow_mode: float | None = SLOW_MODE) -> pd.DataFrame:
+            paired: bool | None = None, slow_mode: float | None = SLOW_MODE) -> pd.DataFrame:
     """One row per cell configuration found in A or B: geometric means, ratio B/A with its (1 - alpha)
     confidence interval, p-value and verdict. `noise`: this machine's measured coefficient of variation between
     processes (bench calibrate), the least spread a side is taken to have: repeats that agree exactly have not
-    measured the machine's noise away. `slow_mode`: a side's processes slower than this many times its median
-    are set aside (and counted in the note) before the test; None keeps every process."""
+    measured the machine's noise away. `paired`: None (the default) tests cells that ran in lockstep pair by
+    pair, and others side against side; True pairs processes by repeat index as well; False never pairs.
+    `slow_mode`: a side's processes slower than this many times its median are set aside (and counted in the
+    note) before a test side against side; None keeps every process."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (choose from: {', '.join(METRICS)})")
     groups = []
@@ -131,14 +189,26 @@ def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.0
         if ignore_backend:
             row["backend"] = f"{a.label} → {b.label}"
         va, vb = _values(group_a, metric), _values(group_b, metric)
-        aside = {}
-        if slow_mode and not paired:
+        pairs = None if paired is False else matched(group_a, group_b, metric, "lockstep")
+        if paired and (pairs is None or len(pairs[0]) < MIN_REPEATS):
+            pairs = matched(group_a, group_b, metric, "repeat")
+        if pairs is not None and len(pairs[0]) < MIN_REPEATS:
+            pairs = None
+        aside, pairs_aside = {}, 0
+        if slow_mode and pairs is None:
             (va, aside["A"]), (vb, aside["B"]) = fast_mode(va, slow_mode), fast_mode(vb, slow_mode)
             va, vb = np.asarray(va), np.asarray(vb)
+        elif slow_mode:
+            *kept, pairs_aside = agreeing_pairs(*pairs, slow_mode)
+            pairs = tuple(np.asarray(k) for k in kept)
         row.update(config=key, n_a=len(va), n_b=len(vb), mean_a=_gmean(va), mean_b=_gmean(vb), ratio=None,
                    ci_low=None, ci_high=None, p=None)
-        pairs = _by_repeat(group_a, group_b, metric) if paired else None
         row.update(_verdict(va, vb, group_a, group_b, metric, alpha, tolerance, row, noise, pairs))
+        if pairs is not None and not missing(row.get("p")):
+            said = f"paired: {len(pairs[0])} {'lockstep groups' if paired is None else 'pairs of processes'}"
+            if pairs_aside:
+                said += f" ({pairs_aside} more set aside: one process alone in the slow mode)"
+            row["note"] = "; ".join(filter(None, [row.get("note"), said]))
         if any(aside.values()):
             said = ", ".join(f"{side} {n} of {n + len(v)}" for (side, n), v in zip(aside.items(), (va, vb)) if n)
             row["note"] = "; ".join(filter(None, [row.get("note"), f"slow-mode processes set aside: {said}"]))
@@ -201,14 +271,21 @@ def _verdict(va: np.ndarray, vb: np.ndarray, group_a: pd.DataFrame | None, group
         return {"ratio": ratio, "verdict": "inconclusive",
                 "note": f"{len(va)} vs {len(vb)} repeats: the spread between processes is unknown with one; "
                         f"run --repeat {ADVISED_REPEATS}"}
-    flat = [side for side, v in (("A", va), ("B", vb)) if np.ptp(np.log(v)) == 0]
+    if pairs is not None and not ((pairs[0] > 0).all() and (pairs[1] > 0).all()):
+        pairs = None
+    if pairs is not None:
+        flat = "every pair gave the same ratio" if np.ptp(np.log(pairs[1]) - np.log(pairs[0])) == 0 else ""
+    else:
+        sides = [side for side, v in (("A", va), ("B", vb)) if np.ptp(np.log(v)) == 0]
+        flat = f"every repeat of {' and '.join(sides)} gave the same value" if sides else ""
     if flat and not noise:
         return {"ratio": ratio, "verdict": "inconclusive",
-                "note": f"every repeat of {' and '.join(flat)} gave the same value: no spread between processes to "
-                        "test against (bench calibrate measures this machine's, which compare then uses)"}
+                "note": f"{flat}: no spread between processes to test against (bench calibrate measures this "
+                        "machine's, which compare then uses)"}
     floor = sd_log_of(noise) if noise else 0.0
-    if pairs is not None and len(pairs[0]) >= MIN_REPEATS and (pairs[0] > 0).all() and (pairs[1] > 0).all():
+    if pairs is not None:
         test = paired_ratio_test(*pairs, alpha, floor)
+        ratio = float(np.exp(np.mean(np.log(pairs[1]) - np.log(pairs[0]))))
     else:
         test = ratio_test(va, vb, alpha, floor=floor)
     out = {"ratio": ratio, **test}
@@ -293,8 +370,10 @@ def gate_notes(undecided: pd.DataFrame, fail_above: float) -> pd.DataFrame:
     out = undecided.copy()
     for i, r in out.iterrows():
         if not missing(r["ci_low"]):
-            out.at[i, "note"] = (f"interval {r['ci_low']:.3f}–{r['ci_high']:.3f} spans {fail_above:g}; "
-                                 + _more_repeats(r["n_a"], r["n_b"], r["ci_low"], r["ci_high"], fail_above))
+            how = [part for part in str(r["note"] or "").split("; ") if part.startswith(("paired:", "slow-mode"))]
+            out.at[i, "note"] = "; ".join([f"interval {r['ci_low']:.3f}–{r['ci_high']:.3f} spans {fail_above:g}",
+                                           _more_repeats(r["n_a"], r["n_b"], r["ci_low"], r["ci_high"], fail_above),
+                                           *how])
     return out
 
 
@@ -336,7 +415,10 @@ def how(metric: str, tolerance: float = 0.05, slow_mode: float | None = SLOW_MOD
     value = "each repeat's median steady epoch" if metric == "steady_epoch_s" else f"each repeat's {metric}"
     aside = f", less those slower than {slow_mode:g}x their side's median (slow mode)" if slow_mode else ""
     return (f"Compared: {metric}. A, B: geometric mean over the repeats that finished ok{aside} ({value}); B/A with "
-            "its confidence interval from Welch's t test on the log values of the repeats; faster/slower: the interval "
+            "its confidence interval from Welch's t test on the log values of the repeats (cells that ran in "
+            "lockstep: the paired t test on the log ratio within each lockstep group"
+            + (f", less groups whose ratio lies over {slow_mode:g}x from the others' median" if slow_mode else "")
+            + "); faster/slower: the interval "
             f"excludes 1 and B/A is beyond ±{tolerance:.0%}; same: the interval lies within ±{tolerance:.0%}; failed "
             "in B: B has failed repeats where A has none; inconclusive: none of these, or too few repeats.")
 

@@ -1,8 +1,9 @@
 """What `bench compare --fail-above` decides at a given spread between processes, by simulation through the
-gate's own interval (`ratio_test`) and rule (`interval_against`): how many repeats a side tell an unchanged
-cell from a slower one on a machine whose processes differ by a measured coefficient of variation, and of
-whose processes a measured share run in the machine's slow mode (`SLOW_RATIO` times slower), set aside as
-compare sets them aside (harness.measure.noise.fast_mode).
+gate's own interval (`ratio_test`, or `paired_ratio_test` for cells that ran in lockstep) and rule
+(`interval_against`): how many repeats a side tell an unchanged cell from a slower one on a machine whose
+processes differ by a measured coefficient of variation, and of whose processes a measured share run in the
+machine's slow mode (`SLOW_RATIO` times slower), set aside as compare sets them aside
+(harness.measure.noise.fast_mode; for lockstep pairs, agreeing_pairs).
 
 A decision at a slowdown S is `--fail-above` at 1 + 0.4 S, i.e. 1.10 for 25% and 1.04 for 10%: an
 unchanged cell passes in at least PASS of the simulated pairs with false alarms in at most FALSE_ALARM, and a
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.compare.paired import interval_against, ratio_test
-from harness.measure.noise import SLOW_MODE, fast_mode, sd_log_of
+from harness.compare.paired import interval_against, paired_ratio_test, ratio_test
+from harness.measure.noise import SLOW_MODE, agreeing_pairs, fast_mode, sd_log_of
 
 PASS, FALSE_ALARM, CAUGHT = 0.80, 0.05, 0.90
 TRIALS = 200
@@ -41,13 +42,23 @@ class Outcomes:
 
 
 def simulate(sd_log: float, repeats: int, scale: float, fail_above: float, trials: int = TRIALS,
-             seed: int = 0, alpha: float = 0.05, slow_share: float = 0.0) -> Outcomes:
+             seed: int = 0, alpha: float = 0.05, slow_share: float = 0.0, paired: bool = False) -> Outcomes:
     """Shares of pass, fail and undecided over `trials` seeded pairs of `repeats` processes a side, each process
     log-normal with `sd_log`, B `scale` times slower than A, and each, with probability `slow_share`, in the
-    slow mode; compare's cut applied to each side before the test."""
+    slow mode; compare's cut applied to each side before the test. `paired`: lockstep pairs instead, whose log
+    ratio has the spread `sd_log`, a share `slow_share` of them with one process alone in the slow mode."""
     rng = np.random.default_rng(seed)
     counts = {"pass": 0, "fail": 0, "undecided": 0}
     for _ in range(trials):
+        if paired:  # sd_log: the spread of a lockstep pair's log ratio; slow_share: pairs with one process slow
+            d = np.log(scale) + rng.normal(0.0, sd_log, repeats)
+            lone = rng.random(repeats) < slow_share
+            d = np.where(lone, d + np.log(SLOW_RATIO) * rng.choice([-1.0, 1.0], repeats), d)
+            a, b, _ = agreeing_pairs(np.ones(repeats), np.exp(d), SLOW_MODE)
+            test = paired_ratio_test(np.asarray(a), np.asarray(b), alpha)
+            above, straddles = interval_against(test["ci_low"], test["ci_high"], fail_above)
+            counts["fail" if above else "undecided" if straddles else "pass"] += 1
+            continue
         sides = []
         for level in (1.0, scale):
             drawn = level * np.exp(rng.normal(0.0, sd_log, repeats))
@@ -63,17 +74,21 @@ def simulate(sd_log: float, repeats: int, scale: float, fail_above: float, trial
     return Outcomes(counts["pass"] / trials, counts["fail"] / trials, counts["undecided"] / trials)
 
 
-def decides(sd_log: float, repeats: int, slowdown: float, trials: int = TRIALS, slow_share: float = 0.0) -> bool:
+def decides(sd_log: float, repeats: int, slowdown: float, trials: int = TRIALS, slow_share: float = 0.0,
+            paired: bool = False) -> bool:
     fail_above = fail_above_for(slowdown)
-    same = simulate(sd_log, repeats, 1.0, fail_above, trials, seed=repeats, slow_share=slow_share)
+    same = simulate(sd_log, repeats, 1.0, fail_above, trials, seed=repeats, slow_share=slow_share, paired=paired)
     slower = simulate(sd_log, repeats, 1.0 + slowdown, fail_above, trials, seed=10_000 + repeats,
-                      slow_share=slow_share)
+                      slow_share=slow_share, paired=paired)
     return same.passed >= PASS and same.failed <= FALSE_ALARM and slower.failed >= CAUGHT
 
 
-def repeats_needed(cv: float, slowdown: float, trials: int = TRIALS, slow_share: float = 0.0) -> int | None:
+def repeats_needed(cv: float, slowdown: float, trials: int = TRIALS, slow_share: float = 0.0,
+                   paired: bool = False) -> int | None:
     """The fewest repeats a side (2 to MAX_REPEATS) at which the gate decides a `slowdown` at this spread and
-    share of slow-mode processes; None when even MAX_REPEATS do not."""
+    share of slow-mode processes (`paired`: of lockstep pairs, at this spread of their ratios and share of pairs
+    with one process alone in the slow mode); None when even MAX_REPEATS do not."""
     sd_log = sd_log_of(cv)
-    return next((n for n in range(2, MAX_REPEATS + 1) if decides(sd_log, n, slowdown, trials, slow_share)), None)
+    return next((n for n in range(2, MAX_REPEATS + 1)
+                 if decides(sd_log, n, slowdown, trials, slow_share, paired)), None)
 

@@ -1,18 +1,22 @@
 """The `local` executor: cells on this machine, one at a time as bench always ran them; with `--jobs N`,
 up to N cuda cells at once, each on a GPU of its own and an equal share of the cores. A CPU cell always
-runs alone: cells sharing cores would time each other."""
+runs alone: cells sharing cores would time each other. A lockstep group's cells (bench run --lockstep) run as
+live processes that take turns, so that one computes at a time (harness.measure.lockstep)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
+import uuid
 from collections import deque
 from typing import Any, Callable, Iterator
 
 from harness.api import Cell
 from harness.cell.parent_node import run_here
 from harness.executor import Executor, Finished, Launch, Option, whole
+from harness.measure.lockstep import Coordinator
 
 
 def _gpu_ids(value: Any) -> list[str]:
@@ -71,7 +75,15 @@ class LocalExecutor(Executor):
             while (pending or self._running) and not stopping():
                 while pending and not stopping():
                     cell = pending[0]
-                    if gpus and cell.device == "cuda":
+                    if cell.lockstep and not self._running:
+                        group = [pending.popleft() for _ in itertools.takewhile(
+                            lambda c: c.lockstep == cell.lockstep, list(pending))]
+                        for member, outcome in zip(group, self._run_group(group, launch, stopping)):
+                            if outcome is None:
+                                self.cancelled.append(member.cell_id)
+                            else:
+                                yield outcome
+                    elif gpus and cell.device == "cuda" and not cell.lockstep:
                         if not free:
                             break
                         gpu = free.pop(0)
@@ -81,7 +93,7 @@ class LocalExecutor(Executor):
                         self._running[pending.popleft().cell_id] = thread
                         thread.start()
                     elif self._running:
-                        break  # this cell runs alone: once the GPU cells now running are done
+                        break  # this cell (or lockstep group) runs alone: once the GPU cells now running are done
                     else:
                         cell = pending.popleft()
                         outcome = self._run(cell, launch, stopping)  # in this thread, as always
@@ -111,6 +123,27 @@ class LocalExecutor(Executor):
         if values is None or stopping():  # cut short: no record, the cell stays to do
             return None
         return Finished(cell, values, wall, placement)
+
+    def _run_group(self, group: list[Cell], launch: Launch, stopping: Callable[[], bool]) -> list[Finished | None]:
+        """A lockstep group: every cell's worker started at once, each in a thread of its own as a cuda cell's is,
+        and the turns handed round them in this one until all have ended."""
+        coordinator = Coordinator(launch.tmp / f"lockstep-{uuid.uuid4().hex[:8]}", len(group))
+        outcomes: list[Finished | None] = [None] * len(group)
+
+        def run(i: int) -> None:
+            outcomes[i] = self._run(group[i], launch, stopping, coordinator.env(i))
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True, name=f"bench {cell.cell_id}")
+                   for i, cell in enumerate(group)]
+        try:
+            for thread in threads:
+                thread.start()
+            coordinator.run([thread.is_alive for thread in threads], stopping)
+        finally:
+            for thread in threads:
+                thread.join()
+            coordinator.close()
+        return outcomes
 
     def _on_gpu(self, cell: Cell, gpu: str, cores: set[int], launch: Launch, stopping: Callable[[], bool],
                 finished: queue.Queue) -> None:

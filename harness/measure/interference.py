@@ -25,8 +25,21 @@ def _ppid(pid: str) -> int | None:
         return None
 
 
-def worker_pids() -> set[int]:
-    """bench workers alive on this machine now, of any run (`python -m harness.cell.worker`). A worker's
+def _turns_group(pid: int) -> str | None:
+    """The lockstep group a worker takes turns in (harness.cell.turns), from its environment; None: alone."""
+    from harness.measure.lockstep import TURNS_ENV, group_of
+
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            found = [v for v in f.read().split(b"\0") if v.startswith(TURNS_ENV.encode() + b"=")]
+    except OSError:
+        return None
+    return group_of(found[0].split(b"=", 1)[1].decode(errors="replace")) if found else None
+
+
+def worker_pids(group: str | None = None) -> set[int]:
+    """bench workers alive on this machine now, of any run (`python -m harness.cell.worker`), but for those of
+    lockstep `group` (harness.cell.turns), which take turns with it and never run beside it. A worker's
     guardian is a fork of it, with the same command line: a process whose parent is a worker is not counted."""
     found: dict[int, int | None] = {}
     for entry in os.scandir("/proc"):
@@ -39,12 +52,14 @@ def worker_pids() -> set[int]:
             continue
         if tuple(argv[1:3]) == WORKER_ARGV:
             found[int(entry.name)] = _ppid(entry.name)
-    return {pid for pid, parent in found.items() if parent not in found}
+    pids = {pid for pid, parent in found.items() if parent not in found}
+    return {pid for pid in pids if _turns_group(pid) != group} if group else pids
 
 
-def cells_running_here() -> int:
-    """How many bench cells run on this machine now (whoever shares the node with a cell)."""
-    return len(worker_pids())
+def cells_running_here(group: str | None = None) -> int:
+    """How many bench cells run on this machine now (whoever shares the node with a cell); a lockstep group's
+    cells, which take turns, count as one."""
+    return len(worker_pids(group)) + (1 if group else 0)
 
 
 def steal_seconds() -> float | None:
@@ -71,11 +86,12 @@ class Snapshot:
         return cls(time.monotonic(), usage.ru_utime + usage.ru_stime, usage.ru_nivcsw, steal_seconds())
 
 
-def window(before: Snapshot, after: Snapshot, me: int | None = None) -> dict[str, float | int | None]:
+def window(before: Snapshot, after: Snapshot, me: int | None = None,
+           group: str | None = None) -> dict[str, float | int | None]:
     """What happened between two snapshots: this process's CPU seconds and involuntary switches, the seconds
     stolen from the machine, the 1-minute load average at the end, and the bench cells running besides this
-    one (`me`: this process's pid, left out of the count)."""
-    others = worker_pids() - {me if me is not None else os.getpid()}
+    one (`me`: this process's pid, left out of the count, as are the cells of its lockstep `group`)."""
+    others = worker_pids(group) - {me if me is not None else os.getpid()}
     return {"cpu_s": after.cpu - before.cpu, "involuntary": after.involuntary - before.involuntary,
             "steal_s": None if before.steal is None or after.steal is None else after.steal - before.steal,
             "load": os.getloadavg()[0], "other_cells": len(others)}

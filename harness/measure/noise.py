@@ -27,6 +27,23 @@ def fast_mode(values: Sequence[float], slow_mode: float = SLOW_MODE) -> tuple[li
     return kept, len(values) - len(kept)
 
 
+def agreeing_pairs(a: Sequence[float], b: Sequence[float], slow_mode: float = SLOW_MODE,
+                   ) -> tuple[list[float], list[float], int]:
+    """The pairs (a[i], b[i]) whose ratio b/a lies within `slow_mode` times, either way, of the median ratio, and
+    how many were set aside: processes that took turns (lockstep) share the machine's slow stretches, so a pair
+    far from the others is one where a single process ran in the slow mode. Every pair is kept when fewer than two
+    would be, or a value is not positive."""
+    a, b = list(a), list(b)
+    if len(a) < 3 or min(a + b) <= 0:
+        return a, b, 0
+    logs = [math.log(y / x) for x, y in zip(a, b)]
+    centre = statistics.median(logs)
+    keep = [i for i, v in enumerate(logs) if abs(v - centre) <= math.log(slow_mode)]
+    if len(keep) < 2:
+        return a, b, 0
+    return [a[i] for i in keep], [b[i] for i in keep], len(a) - len(keep)
+
+
 def cv_of_logs(values: Sequence[float]) -> float | None:
     """The coefficient of variation of positive values, from the spread of their logarithms (what a ratio of
     geometric means, as bench compare takes, is sensitive to); None for fewer than two."""

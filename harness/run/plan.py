@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -38,11 +39,22 @@ class Selection:
     inference_s: float = 10.0  # an inference cell's single-stream floors (harness.api.Cell)
     inference_queries: int = 1000
     order: str = "backend"  # within a repeat: "backend" (each backend's tasks in turn) or "task" (ORDERS)
+    # Grid axes whose values run in lockstep (LOCKSTEP_AXES): the training cells of one repeat that differ only in
+    # these run as live processes taking turns epoch by epoch (harness.measure.lockstep); empty: each alone.
+    lockstep: list[str] = field(default_factory=list)
 
 
 # How cells are ordered within a repeat (repeats stay outermost either way). "task" puts every backend's
 # first task before anyone's second: a run cut short (a lent GPU's minutes) then has the same tasks for all.
 ORDERS = ("backend", "task")
+
+
+# Cell attributes that make its configuration, by the name the user knows them (bench run's flags).
+LOCKSTEP_AXES = {"backend": lambda c: c.backend, "task": lambda c: c.task, "mode": lambda c: c.mode,
+                 "device": lambda c: c.device, "python": lambda c: c.python_label,
+                 "train_size": lambda c: c.train_size, "batch_size": lambda c: c.hp.batch_size,
+                 "optimizer": lambda c: c.hp.optimizer, "lr": lambda c: c.hp.lr,
+                 "weight_decay": lambda c: c.hp.weight_decay, "l1": lambda c: c.hp.l1, "threads": lambda c: c.threads}
 
 
 class PlanError(ValueError):
@@ -107,4 +119,31 @@ def plan(registry: Registry, sel: Selection, gpu_present: bool = False) -> list[
     if sel.order == "task":  # stable: backends keep their order within each task
         rank = {name: i for i, name in enumerate(sel.tasks)}
         planned.sort(key=lambda p: (p.cell.repeat, rank[p.cell.task]))
-    return planned
+    return in_lockstep(planned, sel.lockstep) if sel.lockstep else planned
+
+
+def in_lockstep(planned: list[PlannedCell], axes: list[str]) -> list[PlannedCell]:
+    """The training cells of one repeat that differ only in `axes` made into lockstep groups, each group's cells
+    next to each other in the plan (where its first cell was) and each allowed its timeout once per cell of the
+    group, since it waits while the others take their turns. A cell with no partner, an inference cell (it has
+    no epochs to alternate) and one skipped before it starts stay alone."""
+    kept = [name for name in LOCKSTEP_AXES if name not in axes]
+
+    def key(p: PlannedCell) -> tuple | None:
+        c = p.cell
+        if c.phase != "train" or p.skip_reason:
+            return None
+        return (c.repeat, *(LOCKSTEP_AXES[name](c) for name in kept))
+
+    groups: dict[tuple, list[PlannedCell]] = {}
+    for p in planned:
+        if key(p) is not None:
+            groups.setdefault(key(p), []).append(p)
+    first = {id(p): i for i, p in enumerate(planned)}
+    position: dict[int, tuple[int, int]] = {}
+    for number, members in enumerate(g for g in groups.values() if len(g) > 1):
+        for j, p in enumerate(members):
+            p.cell = dataclasses.replace(p.cell, lockstep=f"r{p.cell.repeat}-g{number}",
+                                         timeout_s=p.cell.timeout_s * len(members))
+            position[id(p)] = (first[id(members[0])], j)
+    return sorted(planned, key=lambda p: position.get(id(p), (first[id(p)], 0)))

@@ -21,7 +21,11 @@ PHASES = {"import": "importing the framework", "load": "loading the data",
 
 
 def _label(cell: Cell) -> str:
-    label = f"{cell.backend} {cell.task} {cell.mode} {cell.device}" + (" inference" if cell.phase != "train" else "")
+    label = f"{cell.backend} {cell.task} {cell.mode} {cell.device}"
+    # The axes that the cells of one lockstep group (running at once, taking turns) most often differ in.
+    label += f" n{cell.train_size}" if cell.train_size is not None else ""
+    label += f" py:{cell.python_label}" if cell.python_label else ""
+    label += " inference" if cell.phase != "train" else ""
     return label + (f" r{cell.repeat}" if cell.repeat else "")
 
 

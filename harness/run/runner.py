@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from harness import results
-from harness.api import Cell
+from harness.api import Cell, load_ref
 from harness.cell import lifetime
 from harness.execute.local import LocalExecutor
 from harness.executor import PLACEMENT, Executor, Finished, Launch, log_name
@@ -96,6 +96,7 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
         "test_size": cell.test_size,
         "threads": cell.threads,
         "python": cell.python_label,
+        "lockstep": cell.lockstep,
         "message": "",
         "wall_s": wall_s,
         "log": log,
@@ -105,9 +106,23 @@ def make_record(run_id: str, cell: Cell, env: dict[str, Any], values: dict[str, 
     if isinstance(measured.get("env"), dict):  # the worker's own: where and with what the cell actually ran
         full["env"] = {**env, **measured["env"]}  # plugins' extra facts come from the run
         full["device_name"] = device_name(cell, full["env"])
+        full["framework_version"] = worker_framework_version(cell, measured["env"]) or framework_version
     full, warnings = record.conform(full)
     full["warnings"] = [*(full.get("warnings") or []), *warnings]
     return full
+
+
+def worker_framework_version(cell: Cell, worker_env: dict[str, Any]) -> str | None:
+    """The framework's version where the cell ran (another --python environment, another node), from the
+    versions its worker read of the backend's distributions; None where it did not read one."""
+    found = worker_env.get("versions")
+    if not isinstance(found, dict):
+        return None
+    try:
+        distributions = tuple(load_ref(cell.backend_ref).distributions)
+    except Exception:  # noqa: BLE001 - a backend that cannot be loaded here keeps the run's own version
+        return None
+    return next((found[d] for d in distributions if isinstance(found.get(d), str) and found[d]), None)
 
 
 class Runner:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.measure.noise import sd_log_of
+from harness.measure.noise import agreeing_pairs, cv_of_logs, sd_log_of
 from harness.store import durable
 
 FOLDER = "calibration"
@@ -69,4 +69,17 @@ def pooled(kept: list[dict[str, Any]]) -> dict[str, Any]:
     within = sorted(s["within_cv"] for s in kept if isinstance(s.get("within_cv"), (int, float)))
     return {"processes": sum(s["processes"] for s in kept), "slow_processes": sum(s["slow_processes"] for s in kept),
             "between_cv": math.sqrt(math.expm1(sum(variances) / len(variances))),
-            "within_cv": within[len(within) // 2] if within else None, "calibrations": len(kept)}
+            "within_cv": within[len(within) // 2] if within else None, "calibrations": len(kept),
+            **pooled_pairs(kept)}
+
+
+def pooled_pairs(kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lockstep pairs of the calibrations that ran them (the same cell against itself, so every ratio centres
+    on 1): their count, how many had one process alone in the slow mode (set aside as compare sets them aside),
+    and the spread of the others' ratios; {} when no calibration has two such pairs."""
+    ratios = [r for s in kept if isinstance(s.get("pair_ratios"), list) for r in s["pair_ratios"]
+              if isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0]
+    ones = [1.0] * len(ratios)
+    _, agreeing, lone = agreeing_pairs(ones, ratios)
+    cv = cv_of_logs(agreeing)
+    return {} if cv is None else {"lockstep_pairs": len(ratios), "lockstep_lone": lone, "lockstep_cv": cv}

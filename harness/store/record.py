@@ -84,6 +84,8 @@ COLUMNS: tuple[Column, ...] = (
     C("repeat", NUMBER, RUN, "repeat index (each repeat is its own process)"),
     C("python", TEXT, RUN, "the Python environment the cell ran in, by the label bench run --python gave it; "
       "empty: bench's own (env.versions has that environment's framework versions either way)"),
+    C("lockstep", TEXT, RUN, "the lockstep group the cell ran in (bench run --lockstep): cells of one repeat that "
+      "took turns epoch by epoch, which bench compare pairs; empty: it ran alone"),
     C("train_size", NUMBER, WORKER, "training samples used"),
     C("test_size", NUMBER, WORKER, "test samples used"),
     C("threads", NUMBER, WORKER, "CPU threads the framework was pinned to"),
@@ -118,7 +120,9 @@ COLUMNS: tuple[Column, ...] = (
     C("latency_s", NUMBER, WORKER, "the whole step-latency phase after training (warm-up and timed single steps)"),
     C("initial_loss_s", NUMBER, WORKER,
       "computing the first batch's loss before training, the framework's and the reference's (parity check)"),
-    C("total_s", NUMBER, WORKER, "the worker's wall time, import to finish"),
+    C("total_s", NUMBER, WORKER, "the worker's wall time, import to finish (waits for lockstep turns excluded)"),
+    C("lockstep_wait_s", NUMBER, WORKER, "seconds the worker waited while the other cells of its lockstep group "
+      "took their turns (left out of cold_start_s and total_s)"),
     C("wall_s", NUMBER, RUN, "the cell's wall time seen by the runner, process start included"),
     C("metric", TEXT, WORKER, "name of the task's headline metric"),
     C("metric_value", NUMBER, WORKER, "its final value on the test split"),
