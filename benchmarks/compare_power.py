@@ -71,10 +71,14 @@ def _statistic(row: pd.Series, how: str) -> float:
     raise ValueError(how)
 
 
-def _side(df: pd.DataFrame, label: str, size: int, how: str) -> pd.DataFrame:
+def _side(df: pd.DataFrame, label: str, size: int, how: str, lockstep: bool = False) -> pd.DataFrame:
+    """One side's ok records with the figure `how` as its steady epoch; without `lockstep`, as if its cells had
+    run alone (compare then pairs, when asked, by repeat and on that figure, not turn by turn)."""
     side = df[(df["python"] == label) & (df["train_size"] == size) & (df["status"] == "ok")].copy()
     side["steady_epoch_s"] = [_statistic(r, how) for _, r in side.iterrows()]
     side["cell_id"] = [f"x-r{r}" for r in side["repeat"]]  # one configuration a side, the repeat kept
+    if not lockstep:
+        side["lockstep"] = None
     return side.sort_values("repeat")
 
 
@@ -107,7 +111,8 @@ def analyse(args: argparse.Namespace) -> int:
             if len(sizes) != 2:
                 continue
             small, large = (int(s) for s in sizes)
-            a, b, b_slow = (_side(df, "a", small, how), _side(df, "b", small, how), _side(df, "b", large, how))
+            a, b, b_slow = (_side(df, label, size, how, lockstep=paired is None)
+                            for label, size in (("a", small), ("b", small), ("b", large)))
             if min(len(a), len(b), len(b_slow)) < 2 or a["steady_epoch_s"].isna().any():
                 continue
             same.append(outcome(a, b, paired, slow_mode))

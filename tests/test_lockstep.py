@@ -229,3 +229,20 @@ def test_lockstep_with_nothing_to_pair_says_so_and_runs_each_cell_alone(fake_plu
                  "--lockstep", "python", "--out", str(tmp_path / "r"), env=fake_plugin.env())
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--lockstep python: no two cells of a repeat differ only in that; each runs alone" in done.stderr
+
+
+def test_the_gate_decides_the_committed_real_pairs_run_in_lockstep_and_not_side_against_side():
+    from benchmarks.compare_power import _side, outcome
+
+    folder = REPO / "results" / "reference-lockstep-power-cpu-20261205"
+    decided = {"default": [], "every process": []}
+    for run in results.run_dirs(folder):
+        df = results.load([run])
+        for way, paired, slow_mode in (("default", None, compare.SLOW_MODE), ("every process", False, None)):
+            a, b, b_slow = (_side(df, label, size, "median", lockstep=paired is None)
+                            for label, size in (("a", 16384), ("b", 16384), ("b", 20480)))
+            decided[way].append((outcome(a, b, paired, slow_mode), outcome(a, b_slow, paired, slow_mode)))
+    assert len(decided["default"]) == 21
+    assert decided["default"] == [("pass", "fail")] * 21
+    # Negative control: the same processes side against side, every one kept, leave most pairs undecided.
+    assert sum(d == ("pass", "fail") for d in decided["every process"]) < 10
