@@ -82,8 +82,9 @@ def test_accuracies_after_one_epoch_agree_within_half_a_point(one_epoch, task):
 # run here, it has no GPU (gpu_uuid) and no cluster job (job_id).
 NOT_APPLICABLE = {"steady_epoch_s", "first_epoch_excess_s", "samples_per_s", "peak_device_mb", "time_to_target_s",
                   "epochs_to_target", "gpu_uuid", "job_id",
-                  # one epoch: no steady epoch to time, alone or in blocks; bench's own interpreter, no --python
-                  "steady_epoch_method", "steady_epoch_blocks_s", "python",
+                  # one epoch: no steady epoch to time, alone or in blocks; bench's own interpreter, no --python,
+                  # so no lockstep group (tests/test_lockstep.py fills those)
+                  "steady_epoch_method", "steady_epoch_blocks_s", "python", "lockstep", "lockstep_wait_s",
                   # an inference cell's columns (docs/inference-and-energy.md), and energy: no RAPL or NVML here
                   *(c for c in results.SCHEMA if c.startswith("infer_")), "energy_j", "epoch_j", "samples_per_j"}
 ENVIRONMENT = ("env_cpu_model", "env_usable_cores", "env_ram_gb", "env_os", "env_python", "env_harness_version",
