@@ -86,10 +86,6 @@ class Measurement:
         return cls(cell, emit, backend, task, PhaseClock(backend.sync), started, spawn_time(started),
                    values={"threads": cell.thread_count()}, turns=turns)
 
-    def waited_s(self) -> float:
-        """Time spent waiting for the turns of the other cells of its lockstep group (0 alone)."""
-        return self.turns.waited_s
-
     def order(self, epoch: int) -> np.ndarray:
         return batch_order(self.cell.seed, epoch, len(self.data.x_train), self.cell.hp.batch_size)
 
@@ -177,7 +173,7 @@ def train(m: Measurement) -> None:
         if m.energy:
             m.epoch_j.append(m.energy.window(*readings).joules)
         if v["cold_start_s"] is None:  # bench's own parity check is not what a user's program pays
-            v["cold_start_s"] = clock() - m.spawned - v["initial_loss_s"] - m.waited_s()
+            v["cold_start_s"] = clock() - m.spawned - v["initial_loss_s"] - m.turns.waited_s
         t_eval = clock()
         v["eval_s"] = evaluate(m)  # the last one is the reported eval_s
         v["eval_total_s"] += clock() - t_eval
@@ -249,8 +245,8 @@ def summarise(m: Measurement) -> dict[str, Any]:
         train_s=float(sum(epoch_s)),
         epoch_s=epoch_s,
         samples_per_s=steps * hp.batch_size / steady if steady else None,
-        total_s=clock() - m.started - m.waited_s(),
-        lockstep_wait_s=m.waited_s() if m.turns.group else None,
+        total_s=clock() - m.started - m.turns.waited_s,
+        lockstep_wait_s=m.turns.waited_s if m.turns.group else None,
         metric=m.task.metric,
         metric_value=m.scores.get(m.task.metric),
         target=m.task.target_text(),

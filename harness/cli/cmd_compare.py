@@ -94,8 +94,7 @@ def compare_command(args: argparse.Namespace, argv: list[str]) -> int:
                             noise=noise["between_cv"] if noise else None,
                             slow_mode=slow_mode)
     if noise:
-        in_lockstep = table["note"].fillna("").astype(str).str.contains("lockstep groups").any()
-        print(f"bench: {noise_line(noise, args.fail_above, in_lockstep)}", file=sys.stderr)
+        print(f"bench: {noise_line(noise, args.fail_above, compare.tested_in_lockstep(table))}", file=sys.stderr)
     if table["verdict"].isin(["only in A", "only in B"]).all():
         raise UsageError(f"{sides[0].label} and {sides[1].label} have no cell configuration in common")
     code, gate_line = EXIT_OK, ""

@@ -79,6 +79,14 @@ def pair_key(cell_id: str, backend: str, ignore_backend: bool, python: str | Non
     return config
 
 
+LOCKSTEP_PAIRS = "lockstep groups"  # how a row's note says it was tested pair by pair, group by group
+
+
+def tested_in_lockstep(table: pd.DataFrame) -> bool:
+    """Whether compare tested any row of `table` pair by pair over lockstep groups."""
+    return bool(table["note"].fillna("").astype(str).str.contains(LOCKSTEP_PAIRS, regex=False).any())
+
+
 def _lockstep_key(group: pd.DataFrame) -> pd.Series:
     """Each record's lockstep group within its run ("RUN/GROUP"); None for a record that ran alone."""
     if "lockstep" not in group or "run_id" not in group:
@@ -205,7 +213,7 @@ def compare(a: Side, b: Side, metric: str = "steady_epoch_s", alpha: float = 0.0
                    ci_low=None, ci_high=None, p=None)
         row.update(_verdict(va, vb, group_a, group_b, metric, alpha, tolerance, row, noise, pairs))
         if pairs is not None and not missing(row.get("p")):
-            said = f"paired: {len(pairs[0])} {'lockstep groups' if paired is None else 'pairs of processes'}"
+            said = f"paired: {len(pairs[0])} {LOCKSTEP_PAIRS if paired is None else 'pairs of processes'}"
             if pairs_aside:
                 said += f" ({pairs_aside} more set aside: one process alone in the slow mode)"
             row["note"] = "; ".join(filter(None, [row.get("note"), said]))

@@ -50,28 +50,36 @@ def simulate(sd_log: float, repeats: int, scale: float, fail_above: float, trial
     rng = np.random.default_rng(seed)
     counts = {"pass": 0, "fail": 0, "undecided": 0}
     for _ in range(trials):
-        if paired:  # sd_log: the spread of a lockstep pair's log ratio; slow_share: pairs with one process slow
-            d = np.log(scale) + rng.normal(0.0, sd_log, repeats)
-            lone = rng.random(repeats) < slow_share
-            d = np.where(lone, d + np.log(SLOW_RATIO) * rng.choice([-1.0, 1.0], repeats), d)
-            a, b, _ = agreeing_pairs(np.ones(repeats), np.exp(d), SLOW_MODE)
-            test = paired_ratio_test(np.asarray(a), np.asarray(b), alpha)
-            above, straddles = interval_against(test["ci_low"], test["ci_high"], fail_above)
-            counts["fail" if above else "undecided" if straddles else "pass"] += 1
-            continue
-        sides = []
-        for level in (1.0, scale):
-            drawn = level * np.exp(rng.normal(0.0, sd_log, repeats))
-            drawn = np.where(rng.random(repeats) < slow_share, drawn * SLOW_RATIO, drawn)
-            sides.append(np.array(fast_mode(drawn, SLOW_MODE)[0]))
-        a, b = sides
-        if min(len(a), len(b)) < 2:  # compare: too few repeats left to test
+        test = (_drawn_pairs if paired else _drawn_sides)(rng, sd_log, repeats, scale, alpha, slow_share)
+        if test is None:  # compare: too few repeats left to test
             counts["undecided"] += 1
             continue
-        test = ratio_test(a, b, alpha)
         above, straddles = interval_against(test["ci_low"], test["ci_high"], fail_above)
         counts["fail" if above else "undecided" if straddles else "pass"] += 1
     return Outcomes(counts["pass"] / trials, counts["fail"] / trials, counts["undecided"] / trials)
+
+
+def _drawn_sides(rng: np.random.Generator, sd_log: float, repeats: int, scale: float, alpha: float,
+                 slow_share: float) -> dict[str, float] | None:
+    """Welch's test on two drawn sides, each cut as compare cuts it; None when a side has under two left."""
+    sides = []
+    for level in (1.0, scale):
+        drawn = level * np.exp(rng.normal(0.0, sd_log, repeats))
+        drawn = np.where(rng.random(repeats) < slow_share, drawn * SLOW_RATIO, drawn)
+        sides.append(np.array(fast_mode(drawn, SLOW_MODE)[0]))
+    a, b = sides
+    return ratio_test(a, b, alpha) if min(len(a), len(b)) >= 2 else None
+
+
+def _drawn_pairs(rng: np.random.Generator, sd_log: float, repeats: int, scale: float, alpha: float,
+                 slow_share: float) -> dict[str, float]:
+    """The paired test on drawn lockstep pairs (sd_log: the spread of a pair's log ratio; slow_share: pairs with
+    one process alone in the slow mode), the pairs cut as compare cuts them."""
+    d = np.log(scale) + rng.normal(0.0, sd_log, repeats)
+    lone = rng.random(repeats) < slow_share
+    d = np.where(lone, d + np.log(SLOW_RATIO) * rng.choice([-1.0, 1.0], repeats), d)
+    a, b, _ = agreeing_pairs(np.ones(repeats), np.exp(d), SLOW_MODE)
+    return paired_ratio_test(np.asarray(a), np.asarray(b), alpha)
 
 
 def decides(sd_log: float, repeats: int, slowdown: float, trials: int = TRIALS, slow_share: float = 0.0,

@@ -13,6 +13,8 @@ import resource
 import time
 from dataclasses import dataclass
 
+from harness.measure.lockstep import TURNS_ENV, group_of
+
 WORKER_ARGV = (b"-m", b"harness.cell.worker")  # how every bench worker is started
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -26,9 +28,7 @@ def _ppid(pid: str) -> int | None:
 
 
 def _turns_group(pid: int) -> str | None:
-    """The lockstep group a worker takes turns in (harness.cell.turns), from its environment; None: alone."""
-    from harness.measure.lockstep import TURNS_ENV, group_of
-
+    """The lockstep group a worker takes turns in (harness.measure.lockstep), from its environment; None: alone."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             found = [v for v in f.read().split(b"\0") if v.startswith(TURNS_ENV.encode() + b"=")]
@@ -39,7 +39,7 @@ def _turns_group(pid: int) -> str | None:
 
 def worker_pids(group: str | None = None) -> set[int]:
     """bench workers alive on this machine now, of any run (`python -m harness.cell.worker`), but for those of
-    lockstep `group` (harness.cell.turns), which take turns with it and never run beside it. A worker's
+    lockstep `group` (harness.measure.lockstep), which take turns with it and never run beside it. A worker's
     guardian is a fork of it, with the same command line: a process whose parent is a worker is not counted."""
     found: dict[int, int | None] = {}
     for entry in os.scandir("/proc"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 TURNS_ENV = "BENCH_TURNS"  # "GROUP_FOLDER/INDEX" of a worker in a lockstep group
-READY, DONE = b"r", b"y"
+READY, DONE, GRANT = b"r", b"y", b"g"  # worker: ready, turn over; coordinator: your turn
 POLL_S = 0.05  # how often the coordinator looks whether the worker holding the turn has ended
 
 
@@ -83,7 +83,7 @@ class Coordinator:
     def run(self, alive: Sequence[Callable[[], bool]], stopping: Callable[[], bool]) -> None:
         """Wait until every live worker is ready, then hand turns round them in order until all have ended.
         `alive[i]()`: whether worker i's cell is still running (its process, and the bench thread following it)."""
-        waiting = {i for i in range(len(alive))}
+        waiting = set(range(len(alive)))
         while waiting and not stopping():
             for i in list(waiting):
                 if self._read(i, 0) or not alive[i]():
@@ -96,7 +96,7 @@ class Coordinator:
                 if not alive[i]():
                     live.remove(i)
                     continue
-                os.write(self._grant[i], DONE)
+                os.write(self._grant[i], GRANT)
                 while not stopping() and not self._read(i, POLL_S):
                     if not alive[i]():  # its last turn ended with its process
                         live.remove(i)

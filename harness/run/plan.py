@@ -137,8 +137,9 @@ def in_lockstep(planned: list[PlannedCell], axes: list[str]) -> list[PlannedCell
 
     groups: dict[tuple, list[PlannedCell]] = {}
     for p in planned:
-        if key(p) is not None:
-            groups.setdefault(key(p), []).append(p)
+        found = key(p)
+        if found is not None:
+            groups.setdefault(found, []).append(p)
     first = {id(p): i for i, p in enumerate(planned)}
     position: dict[int, tuple[int, int]] = {}
     for number, members in enumerate(g for g in groups.values() if len(g) > 1):

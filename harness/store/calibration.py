@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.measure.noise import agreeing_pairs, cv_of_logs, sd_log_of
 from harness.store import durable
+from harness.store.record import finite_number
 
 FOLDER = "calibration"
 SESSIONS_KEPT = 10  # calibrations pooled per machine: bursts of noise show in some minutes and not others
@@ -77,8 +78,8 @@ def pooled_pairs(kept: list[dict[str, Any]]) -> dict[str, Any]:
     """The lockstep pairs of the calibrations that ran them (the same cell against itself, so every ratio centres
     on 1): their count, how many had one process alone in the slow mode (set aside as compare sets them aside),
     and the spread of the others' ratios; {} when no calibration has two such pairs."""
-    ratios = [r for s in kept if isinstance(s.get("pair_ratios"), list) for r in s["pair_ratios"]
-              if isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0]
+    ratios = [float(r) for s in kept if isinstance(s.get("pair_ratios"), list) for r in s["pair_ratios"]
+              if (finite_number(r) or 0) > 0]
     ones = [1.0] * len(ratios)
     _, agreeing, lone = agreeing_pairs(ones, ratios)
     cv = cv_of_logs(agreeing)
